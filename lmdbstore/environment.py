@@ -1,0 +1,373 @@
+"""The LMDB environment behind a store: opened once per file per process, grown on
+demand, safe across threads and ``fork()``.
+
+LMDB rules this module keeps so that the store does not have to:
+
+- one ``lmdb.Environment`` per data file per process (opening it twice is refused), so
+  every store on a path shares one :class:`StoreEnvironment`;
+- ``set_mapsize`` invalidates every transaction of the process, so it waits until none
+  is open (the :class:`_Gate`);
+- a forked child must not use the parent's environment, and closing it there while a
+  transaction object is alive releases the parent's reader slots; so ``fork()`` waits
+  until no transaction is open, and the child closes the inherited environment (then
+  harmless) and opens its own on first use;
+- LMDB's exceptions are translated here, and only here, into lmdbstore's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Literal, TypeVar
+
+import lmdb
+
+from .errors import (
+    LMDBStoreError,
+    NewerFormatError,
+    ReadOnlyStoreError,
+    SerializerMismatchError,
+    StorageError,
+    StorePathError,
+)
+
+T = TypeVar("T")
+Durability = Literal["full", "relaxed"]
+
+FORMAT_VERSION = 1
+"""The store format this version of lmdbstore writes and reads."""
+
+DEFAULT_MAP_SIZE = 64 * 1024 * 1024
+MAX_DBS = 8
+_DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine")
+_FORMAT_KEY = b"format"
+_SERIALIZER_KEY = b"serializer"
+_logger = logging.getLogger(__name__)
+
+
+class _Gate:
+    """Lets any number of threads in at once, until one asks to be alone: then it waits
+    for those inside to leave and keeps the others out until it is done."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._closed = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            self._inside += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._inside -= 1
+            if self._closed and not self._inside:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Wait until nobody is inside, then keep everyone out until :meth:`reopen`."""
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            self._closed = True
+            while self._inside:
+                self._cond.wait()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        self.close()
+        try:
+            yield
+        finally:
+            self.reopen()
+
+
+class StoreEnvironment:
+    """One open LMDB environment holding a store's sub-databases.
+
+    Get one with :func:`open_environment`; give it back with :meth:`release`.
+    """
+
+    def __init__(
+        self, path: str, map_size: int, durability: Durability, readonly: bool
+    ) -> None:
+        self.path = path
+        self.durability = durability
+        self.readonly = readonly
+        self.serializer_name = ""
+        self._map_size = map_size
+        self._gate = _Gate()
+        self._env: lmdb.Environment | None = None
+        self._pid = os.getpid()
+        self._users = 0
+        self.jobs: lmdb._Database
+        self.index: lmdb._Database
+        self.meta: lmdb._Database
+        self.quarantine: lmdb._Database
+
+    def __repr__(self) -> str:
+        return f"<StoreEnvironment {self.path!r}>"
+
+    @property
+    def env(self) -> lmdb.Environment:
+        """The ``lmdb.Environment`` of this process (opened again after a fork)."""
+        if self._env is None:
+            self._open()
+        assert self._env is not None
+        return self._env
+
+    def read(self, operation: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``operation`` in a read transaction and return what it returns."""
+        return self._run(operation, write=False)
+
+    def write(self, operation: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``operation`` in one write transaction, commit it durably (as the
+        durability setting promises) and return what it returns.
+
+        If the map is full, the map grows and ``operation`` runs again from the start.
+        An exception from ``operation`` aborts the transaction: nothing is written.
+        """
+        if self.readonly:
+            raise ReadOnlyStoreError(self.path)
+        return self._run(operation, write=True)
+
+    def _run(self, operation: Callable[[lmdb.Transaction], T], write: bool) -> T:
+        while True:
+            env = self.env
+            self._gate.enter()
+            try:
+                with env.begin(write=write) as txn:
+                    return operation(txn)
+            except lmdb.MapFullError:
+                grow = True
+            except lmdb.MapResizedError:
+                grow = False
+            except lmdb.Error as exc:
+                raise self._translate(exc) from exc
+            finally:
+                self._gate.leave()
+            self._resize(grow)
+
+    def _resize(self, grow: bool) -> None:
+        with self._gate.alone():
+            env = self.env
+            if grow:
+                size = env.info()["map_size"] * 2
+                _logger.info("Growing the map of store %r to %d bytes", self.path, size)
+                env.set_mapsize(size)
+            else:
+                env.set_mapsize(0)
+
+    def _translate(self, exc: lmdb.Error) -> LMDBStoreError:
+        if isinstance(exc, lmdb.ReadonlyError):
+            return ReadOnlyStoreError(self.path)
+        return StorageError(f"the store at {self.path!r} failed: {exc}")
+
+    def _open(self) -> None:
+        try:
+            env = self._open_lmdb(lock=True)
+        except StorePathError:
+            if not self.readonly:
+                raise
+            # A read-only directory may not let us write LMDB's lock file either.
+            _logger.warning("The store at %r is opened without LMDB's lock file", self.path)
+            env = self._open_lmdb(lock=False)
+        try:
+            env.reader_check()
+            self._open_databases(env)
+        except BaseException:
+            env.close()
+            raise
+        self._env = env
+
+    def _open_lmdb(self, lock: bool) -> lmdb.Environment:
+        try:
+            return lmdb.open(
+                self.path,
+                map_size=self._map_size,
+                max_dbs=MAX_DBS,
+                readonly=self.readonly,
+                lock=lock,
+                metasync=self.durability == "full",
+                sync=True,
+                readahead=False,
+                max_spare_txns=0,
+                create=not self.readonly,
+            )
+        except lmdb.InvalidError as exc:
+            raise StorePathError(
+                self.path, f"holds a data.mdb that is not an LMDB file ({exc})"
+            ) from exc
+        except lmdb.VersionMismatchError as exc:
+            raise StorePathError(
+                self.path, f"was written by another LMDB engine ({exc})"
+            ) from exc
+        except lmdb.Error as exc:
+            if "already open" in str(exc):
+                raise StorePathError(
+                    self.path, "is already open in this process outside lmdbstore"
+                ) from exc
+            raise StorePathError(self.path, f"cannot be opened: {exc}") from exc
+
+    def _open_databases(self, env: lmdb.Environment) -> None:
+        with env.begin() as txn:
+            names = {key for key, _ in txn.cursor()}
+        foreign = names - set(_DB_NAMES)
+        if foreign:
+            raise StorePathError(
+                self.path, "is an LMDB environment of another program, not an lmdbstore store"
+            )
+        if b"meta" not in names and self.readonly:
+            raise StorePathError(self.path, "holds no lmdbstore store yet")
+        with env.begin(write=not self.readonly) as txn:
+            dbs = [env.open_db(name, txn=txn, create=not self.readonly) for name in _DB_NAMES]
+            meta = dbs[2]
+            found = txn.get(_FORMAT_KEY, db=meta)
+            if found is None:
+                if names & {b"jobs", b"index"}:
+                    raise StorePathError(self.path, "lacks its format record: it is damaged")
+                txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
+            elif int(found) > FORMAT_VERSION:
+                raise NewerFormatError(self.path, int(found), FORMAT_VERSION)
+            serializer = txn.get(_SERIALIZER_KEY, db=meta)
+            self.serializer_name = serializer.decode() if serializer else ""
+        self.jobs, self.index, self.meta, self.quarantine = dbs
+
+    def claim_serializer(self, name: str) -> None:
+        """Record ``name`` as the store's serializer, or check that it is the one recorded.
+
+        :raises SerializerMismatchError: if the store was written with another serializer
+        """
+        self.env  # the serializer recorded is known once the environment is open
+        if self.serializer_name == name:
+            return
+        if self.serializer_name:
+            raise SerializerMismatchError(self.path, self.serializer_name, name)
+        if not self.readonly:
+            self.write(lambda txn: txn.put(_SERIALIZER_KEY, name.encode(), db=self.meta))
+        self.serializer_name = name
+
+    def release(self) -> None:
+        """Give back one use of this environment; the last one closes it."""
+        with _registry_lock:
+            self._users -= 1
+            if self._users:
+                return
+            del _registry[self.path]
+        if self._env is not None and self._pid == os.getpid():
+            with self._gate.alone():
+                self._env.close()
+                self._env = None
+
+    def _before_fork(self) -> None:
+        self._gate.close()
+
+    def _after_fork_in_parent(self) -> None:
+        self._gate.reopen()
+
+    def _after_fork_in_child(self) -> None:
+        self._gate = _Gate()
+        self._pid = os.getpid()
+        if self._env is not None:
+            # Safe only because no transaction is open: _before_fork waited for that.
+            self._env.close()
+            self._env = None
+
+
+_registry: dict[str, StoreEnvironment] = {}
+_registry_lock = threading.Lock()
+
+
+def open_environment(
+    path: str | os.PathLike[str],
+    *,
+    map_size: int = DEFAULT_MAP_SIZE,
+    durability: Durability = "full",
+    readonly: bool = False,
+) -> StoreEnvironment:
+    """Return the environment of the store at ``path``, opening (and creating) it if this
+    process has not yet; every call must be matched by a :meth:`StoreEnvironment.release`.
+
+    :raises StorePathError: if ``path`` cannot hold a store
+    :raises NewerFormatError: if the store was written by a newer lmdbstore
+    :raises ValueError: if the store is already open here with another durability
+    """
+    real = os.path.realpath(os.fspath(path))
+    with _registry_lock:
+        shared = _registry.get(real)
+        if shared is None:
+            readonly = readonly or _check_path(real)
+            shared = StoreEnvironment(real, map_size, durability, readonly)
+            shared.env  # open now, so that a bad path fails here
+            _registry[real] = shared
+        elif shared.durability != durability:
+            raise ValueError(
+                f"the store at {real!r} is already open in this process with "
+                f"durability={shared.durability!r}, not {durability!r}"
+            )
+        elif shared.readonly and not readonly:
+            raise ReadOnlyStoreError(real)
+        shared._users += 1
+        return shared
+
+
+def _check_path(path: str) -> bool:
+    """Refuse a path that cannot hold a store; return whether it can only be read."""
+    if not os.path.exists(path):
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            raise StorePathError(path, f"cannot be created: {parent!r} is not a directory")
+        if not os.access(parent, os.W_OK):
+            raise StorePathError(path, f"cannot be created: {parent!r} is not writable")
+        return False
+    if not os.path.isdir(path):
+        raise StorePathError(path, "is a file, not a store directory")
+    try:
+        entries = set(os.listdir(path))
+    except PermissionError as exc:
+        raise StorePathError(path, "cannot be read (permission denied)") from exc
+    if entries and "data.mdb" not in entries:
+        raise StorePathError(path, "is a directory of something else: it holds no data.mdb")
+    data = os.path.join(path, "data.mdb")
+    if entries and not os.access(data, os.R_OK):
+        raise StorePathError(path, "cannot be read (permission denied)")
+    writable = os.access(path, os.W_OK) and (not entries or os.access(data, os.W_OK))
+    if not writable:
+        _logger.warning("The store at %r is read-only: it opens for reading only", path)
+    return not writable
+
+
+def _before_fork() -> None:
+    _registry_lock.acquire()
+    for shared in _registry.values():
+        shared._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for shared in _registry.values():
+        shared._after_fork_in_parent()
+    _registry_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for shared in _registry.values():
+        shared._after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

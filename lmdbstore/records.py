@@ -1,0 +1,132 @@
+"""The byte layout of what the store keeps: job records and quarantine entries.
+
+A job record is a fixed header followed by the serialized job::
+
+    offset  size  field
+    0       4     CRC-32 of everything after it
+    4       1     record format (RECORD_FORMAT)
+    5       1     serializer tag
+    6       8     run time key (keys.encode_run_time of the job's next run time)
+    14      8     stamp: random bytes, new at every write; equal stamps mean equal records
+    22      4     length of the full id (0 unless the key had to abbreviate the id)
+    26      4     length of the body
+    30      ...   full id (UTF-8), body (the job's state without its next run time),
+                  then the serialized next run time
+
+The next run time is apart from the rest so that a write that changes only it (what
+every scheduler wakeup does) can reuse the serialized body.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from .keys import decode_run_time, encode_run_time
+
+RECORD_FORMAT = 1
+_HEADER = struct.Struct(">IBB8s8sII")
+_CRC = struct.Struct(">I")
+
+
+class CorruptRecordError(ValueError):
+    """A record's bytes are not what the store wrote."""
+
+
+def new_stamp() -> bytes:
+    """Return a stamp for a record being written: unique across writes and processes."""
+    return os.urandom(8)
+
+
+class JobRecord(NamedTuple):
+    """A job as stored, its parts still serialized."""
+
+    serializer_tag: int
+    run_key: bytes
+    stamp: bytes
+    body: bytes
+    next_run_time: bytes
+    full_id: bytes = b""
+
+    def encode(self) -> bytes:
+        """Return the record's bytes."""
+        rest = _HEADER.pack(
+            0,
+            RECORD_FORMAT,
+            self.serializer_tag,
+            self.run_key,
+            self.stamp,
+            len(self.full_id),
+            len(self.body),
+        )[_CRC.size :]
+        data = b"".join((rest, self.full_id, self.body, self.next_run_time))
+        return _CRC.pack(zlib.crc32(data)) + data
+
+    @classmethod
+    def decode(cls, data: bytes) -> JobRecord:
+        """Split a record's bytes into its parts.
+
+        :raises CorruptRecordError: if the bytes fail their checksum or are not a record
+        """
+        if len(data) < _HEADER.size:
+            raise CorruptRecordError(f"record of {len(data)} bytes is shorter than its header")
+        crc, fmt, tag, run_key, stamp, id_length, body_length = _HEADER.unpack_from(data)
+        if zlib.crc32(memoryview(data)[_CRC.size :]) != crc:
+            raise CorruptRecordError("record fails its checksum: its bytes were damaged")
+        if fmt != RECORD_FORMAT:
+            raise CorruptRecordError(f"record format {fmt} is unknown")
+        body_start = _HEADER.size + id_length
+        body_end = body_start + body_length
+        return cls(
+            tag,
+            run_key,
+            stamp,
+            data[body_start:body_end],
+            data[body_end:],
+            data[_HEADER.size : body_start],
+        )
+
+
+def record_stamp(data: bytes) -> bytes:
+    """The stamp of a record, read without checking the rest of it."""
+    return data[14:22]
+
+
+def record_run_key(data: bytes) -> bytes:
+    """The run time key of a record, read without checking the rest of it."""
+    return data[6:14]
+
+
+class QuarantineEntry(NamedTuple):
+    """A job record that could not be restored, kept with why and when."""
+
+    job_id: str
+    error: str
+    quarantined_at: datetime
+    record: bytes
+
+    def encode(self) -> bytes:
+        """Return the entry's bytes."""
+        job_id = self.job_id.encode("utf-8", "surrogatepass")
+        error = self.error.encode("utf-8", "replace")
+        head = _QUARANTINE_HEADER.pack(
+            encode_run_time(self.quarantined_at), len(job_id), len(error)
+        )
+        return b"".join((head, job_id, error, self.record))
+
+    @classmethod
+    def decode(cls, data: bytes) -> QuarantineEntry:
+        """Read an entry made by :meth:`encode`."""
+        at_key, id_length, error_length = _QUARANTINE_HEADER.unpack_from(data)
+        start = _QUARANTINE_HEADER.size
+        job_id = data[start : start + id_length].decode("utf-8", "surrogatepass")
+        start += id_length
+        error = data[start : start + error_length].decode("utf-8")
+        at = decode_run_time(at_key) or datetime.now(timezone.utc)
+        return cls(job_id, error, at, data[start + error_length :])
+
+
+_QUARANTINE_HEADER = struct.Struct(">8sII")

@@ -1,0 +1,396 @@
+"""The job store: APScheduler's ``BaseJobStore`` contract on an LMDB environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import lmdb
+from apscheduler.job import Job
+from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
+
+from .environment import DEFAULT_MAP_SIZE, Durability, StoreEnvironment, open_environment
+from .errors import (
+    JobSerializationError,
+    QuarantineLookupError,
+    ReadOnlyStoreError,
+    SerializerMismatchError,
+)
+from .keys import (
+    MAX_JOB_ID_KEY_SIZE,
+    RUN_TIME_SIZE,
+    decode_run_time,
+    encode_job_id,
+    encode_run_time,
+    index_key,
+    job_key,
+)
+from .records import JobRecord, QuarantineEntry, new_stamp, record_run_key, record_stamp
+from .serializers import SERIALIZER_NAMES, Serializer, make_serializer
+
+_DURABILITIES = ("full", "relaxed")
+_MIN_MAP_SIZE = 1024 * 1024
+
+
+class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
+    """
+    Stores jobs in an LMDB environment: a directory holding one memory-mapped data file.
+
+    Every method is one ACID transaction. Jobs that cannot be restored (their code moved,
+    their bytes damaged) are moved to a quarantine instead of being deleted: see
+    :meth:`get_quarantined_jobs`.
+
+    Plugin alias: ``lmdb``
+
+    :param path: the store's directory, created if missing (its parent must exist)
+    :param pickle_protocol: pickle protocol level to use (for serialization), defaults to
+        the highest available
+    :param map_size: initial size of the memory map in bytes; the map grows by itself
+    :param durability: ``"full"`` (default): a call that returns is on disk, and survives a
+        process kill and a power cut. ``"relaxed"``: a process kill loses nothing, a power
+        cut may undo the last committed call, the store is never corrupted; commits cost
+        less than half as much.
+    :param serializer: ``"pickle"`` (default), or ``"cloudpickle"`` to store by value
+        callables that have no textual reference (lambdas, closures, partials)
+    :param readonly: open the store for reading only; writes raise
+        :class:`~lmdbstore.ReadOnlyStoreError`
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pickle_protocol: int = pickle.HIGHEST_PROTOCOL,
+        map_size: int = DEFAULT_MAP_SIZE,
+        durability: Durability = "full",
+        serializer: str = "pickle",
+        readonly: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ValueError(f'The "path" parameter must be a non-empty path, not {path!r}')
+        if not isinstance(map_size, int) or map_size < _MIN_MAP_SIZE:
+            raise ValueError(
+                f'The "map_size" parameter must be an int of at least {_MIN_MAP_SIZE} '
+                f"bytes, not {map_size!r}"
+            )
+        if durability not in _DURABILITIES:
+            raise ValueError(
+                f'The "durability" parameter must be "full" or "relaxed", not {durability!r}'
+            )
+        if not isinstance(readonly, bool):
+            raise ValueError(f'The "readonly" parameter must be a bool, not {readonly!r}')
+        self.path = os.fspath(path)
+        self.serializer: Serializer = make_serializer(serializer, pickle_protocol)
+        self.pickle_protocol = pickle_protocol
+        self.map_size = map_size
+        self.durability = durability
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._environment: StoreEnvironment | None = None
+        self._open()
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} (path={self.path!r})>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self._open()
+
+    def shutdown(self) -> None:
+        """Close the store; it opens again on its next use."""
+        with self._lock:
+            environment, self._environment = self._environment, None
+        if environment is not None:
+            environment.release()
+
+    def _open(self) -> StoreEnvironment:
+        with self._lock:
+            if self._environment is None:
+                environment = open_environment(
+                    self.path,
+                    map_size=self.map_size,
+                    durability=self.durability,
+                    readonly=self.readonly,
+                )
+                try:
+                    environment.claim_serializer(self.serializer.name)
+                except BaseException:
+                    environment.release()
+                    raise
+                self._environment = environment
+            return self._environment
+
+    @property
+    def _env(self) -> StoreEnvironment:
+        return self._environment or self._open()
+
+    def _writable_env(self) -> StoreEnvironment:
+        if self.readonly:
+            raise ReadOnlyStoreError(self.path)
+        return self._env
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def lookup_job(self, job_id: str) -> Job | None:
+        id_key = encode_job_id(job_id)
+        env = self._env
+        data = env.read(lambda txn: txn.get(job_key(id_key), db=env.jobs))
+        if data is None:
+            return None
+        jobs = self._restore_jobs([(id_key, data)])
+        return jobs[0] if jobs else None
+
+    def get_due_jobs(self, now: datetime) -> list[Job]:
+        limit = encode_run_time(now)
+        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, limit)))
+
+    def get_next_run_time(self) -> datetime | None:
+        env = self._env
+
+        def first_key(txn: lmdb.Transaction) -> bytes | None:
+            with txn.cursor(db=env.index) as cursor:
+                return cursor.key() if cursor.first() else None  # type: ignore[no-any-return]
+
+        key = env.read(first_key)
+        return None if key is None else decode_run_time(key)
+
+    def get_all_jobs(self) -> list[Job]:
+        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, None)))
+
+    def _scan(self, txn: lmdb.Transaction, limit: bytes | None) -> list[tuple[bytes, bytes]]:
+        """Return (id key, record) of the jobs in index order, up to run time ``limit``."""
+        env = self._env
+        get = txn.get
+        rows = []
+        with txn.cursor(db=env.index) as cursor:
+            for key in cursor.iternext(values=False):
+                if limit is not None and key[:RUN_TIME_SIZE] > limit:
+                    break
+                id_key = key[RUN_TIME_SIZE:]
+                rows.append((id_key, get(job_key(id_key), db=env.jobs)))
+        return rows
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> None:
+        id_key, record = self._encode(job)
+        env = self._writable_env()
+
+        def add(txn: lmdb.Transaction) -> None:
+            if not txn.put(job_key(id_key), record, db=env.jobs, overwrite=False):
+                raise ConflictingIdError(job.id)
+            txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
+
+        env.write(add)
+
+    def update_job(self, job: Job) -> None:
+        id_key, record = self._encode(job)
+        env = self._writable_env()
+
+        def update(txn: lmdb.Transaction) -> None:
+            old = txn.replace(job_key(id_key), record, db=env.jobs)
+            if old is None:
+                raise JobLookupError(job.id)
+            old_run_key, run_key = record_run_key(old), record_run_key(record)
+            if old_run_key != run_key:
+                self._delete_index_entry(txn, old_run_key, id_key)
+                txn.put(index_key(run_key, id_key), b"", db=env.index)
+
+        env.write(update)
+
+    def remove_job(self, job_id: str) -> None:
+        id_key = encode_job_id(job_id)
+        env = self._writable_env()
+
+        def remove(txn: lmdb.Transaction) -> None:
+            old = txn.pop(job_key(id_key), db=env.jobs)
+            if old is None:
+                raise JobLookupError(job_id)
+            self._delete_index_entry(txn, record_run_key(old), id_key)
+
+        env.write(remove)
+
+    def remove_all_jobs(self) -> None:
+        """Remove every job; quarantined jobs stay until purged."""
+        env = self._writable_env()
+
+        def remove_all(txn: lmdb.Transaction) -> None:
+            txn.drop(env.jobs, delete=False)
+            txn.drop(env.index, delete=False)
+
+        env.write(remove_all)
+
+    def _delete_index_entry(self, txn: lmdb.Transaction, run_key: bytes, id_key: bytes) -> None:
+        index = self._env.index
+        if txn.delete(index_key(run_key, id_key), db=index):
+            return
+        # The record's run time was damaged: find the entry by its id instead.
+        with txn.cursor(db=index) as cursor:
+            for key in cursor.iternext(values=False):
+                if key[RUN_TIME_SIZE:] == id_key:
+                    txn.delete(key, db=index)
+                    return
+
+    # -- serialization -------------------------------------------------------------------
+
+    def _encode(self, job: Job) -> tuple[bytes, bytes]:
+        """Return the id key and the record of ``job``, or raise naming what is wrong."""
+        id_key = encode_job_id(job.id)
+        next_run_time = getattr(job, "next_run_time", None)
+        if next_run_time is not None and not isinstance(next_run_time, datetime):
+            raise TypeError(
+                f"job {job.id!r} has a next_run_time that is not a datetime: {next_run_time!r}"
+            )
+        if next_run_time is not None and next_run_time.utcoffset() is None:
+            raise ValueError(
+                f"job {job.id!r} has a naive next_run_time ({next_run_time}): "
+                "it needs a time zone"
+            )
+        serializer = self.serializer
+        try:
+            state = serializer.job_state(job)
+            del state["next_run_time"]
+            body = serializer.dumps(state)
+            next_run_time_bytes = serializer.dumps(next_run_time)
+        except Exception as exc:
+            raise JobSerializationError(job.id, exc) from exc
+        full_id = job.id.encode("utf-8", "surrogatepass")
+        record = JobRecord(
+            serializer.tag,
+            encode_run_time(next_run_time),
+            new_stamp(),
+            body,
+            next_run_time_bytes,
+            full_id if len(full_id) > MAX_JOB_ID_KEY_SIZE else b"",
+        )
+        return id_key, record.encode()
+
+    def _restore(self, data: bytes) -> Job:
+        record = JobRecord.decode(data)
+        serializer = self.serializer
+        if record.serializer_tag != serializer.tag:
+            written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
+            raise SerializerMismatchError(self.path, written, serializer.name)
+        state = serializer.loads(record.body)
+        state["next_run_time"] = serializer.loads(record.next_run_time)
+        job = serializer.build_job(state)
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        return job
+
+    def _restore_jobs(self, rows: Iterable[tuple[bytes, bytes]]) -> list[Job]:
+        """Rebuild the jobs of ``rows``; quarantine those that cannot be rebuilt."""
+        jobs = []
+        failed = []
+        for id_key, data in rows:
+            try:
+                jobs.append(self._restore(data))
+            except Exception as exc:
+                failed.append((id_key, data, exc))
+        if failed and not self.readonly:
+            self._quarantine(failed)
+        return jobs
+
+    # -- quarantine ----------------------------------------------------------------------
+
+    def _quarantine(self, failed: list[tuple[bytes, bytes, Exception]]) -> None:
+        env = self._env
+        now = datetime.now(timezone.utc)
+
+        def move(txn: lmdb.Transaction) -> list[tuple[str, Exception]]:
+            moved = []
+            for id_key, data, exc in failed:
+                key = job_key(id_key)
+                current = txn.get(key, db=env.jobs)
+                if current is None or record_stamp(current) != record_stamp(data):
+                    continue  # changed since it was read: that write decides
+                job_id = _record_job_id(id_key, data)
+                entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, data)
+                txn.put(key, entry.encode(), db=env.quarantine)
+                txn.delete(key, db=env.jobs)
+                self._delete_index_entry(txn, record_run_key(data), id_key)
+                moved.append((job_id, exc))
+            return moved
+
+        for job_id, exc in env.write(move):
+            self._logger.warning(
+                'Unable to restore job "%s" -- moved it to the quarantine of %r',
+                job_id,
+                self.path,
+                exc_info=exc,
+            )
+
+    def get_quarantined_jobs(self) -> list[QuarantineEntry]:
+        """Return the jobs that could not be restored, with the error and the time at which
+        each was moved to the quarantine, in id order."""
+        env = self._env
+
+        def entries(txn: lmdb.Transaction) -> list[bytes]:
+            with txn.cursor(db=env.quarantine) as cursor:
+                return list(cursor.iternext(keys=False))
+
+        return [QuarantineEntry.decode(data) for data in env.read(entries)]
+
+    def restore_quarantined_job(self, job_id: str) -> Job:
+        """Put a quarantined job back among the jobs (once its code is importable again)
+        and return it.
+
+        :raises QuarantineLookupError: if no quarantined job has this id
+        :raises ConflictingIdError: if a job with this id was added since
+        :raises Exception: whatever restoring the job raises; it then stays quarantined
+        """
+        id_key = encode_job_id(job_id)
+        key = job_key(id_key)
+        env = self._writable_env()
+        data = env.read(lambda txn: txn.get(key, db=env.quarantine))
+        if data is None:
+            raise QuarantineLookupError(job_id)
+        record = QuarantineEntry.decode(data).record
+        job = self._restore(record)
+
+        def restore(txn: lmdb.Transaction) -> None:
+            if txn.get(key, db=env.quarantine) != data:
+                raise QuarantineLookupError(job_id)
+            if not txn.put(key, record, db=env.jobs, overwrite=False):
+                raise ConflictingIdError(job_id)
+            txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
+            txn.delete(key, db=env.quarantine)
+
+        env.write(restore)
+        return job
+
+    def purge_quarantined_job(self, job_id: str) -> None:
+        """Delete a quarantined job for good.
+
+        :raises QuarantineLookupError: if no quarantined job has this id
+        """
+        key = job_key(encode_job_id(job_id))
+        env = self._writable_env()
+
+        def purge(txn: lmdb.Transaction) -> None:
+            if not txn.delete(key, db=env.quarantine):
+                raise QuarantineLookupError(job_id)
+
+        env.write(purge)
+
+
+def _record_job_id(id_key: bytes, data: bytes) -> str:
+    """The id of a job whose record may not decode."""
+    try:
+        full_id = JobRecord.decode(data).full_id
+    except ValueError:
+        full_id = b""
+    if full_id:
+        return full_id.decode("utf-8", "surrogatepass")
+    try:
+        return id_key.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # an abbreviated id whose record lost its full id
+        return id_key.decode("utf-8", "replace")
