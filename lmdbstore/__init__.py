@@ -11,6 +11,7 @@ from .errors import (
     StorageError,
     StorePathError,
 )
+from .integrity import IntegrityReport
 from .records import QuarantineEntry
 from .store import LMDBJobStore
 
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "IntegrityReport",
     "JobSerializationError",
     "LMDBJobStore",
     "LMDBStoreError",

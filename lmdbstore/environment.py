@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import lmdb
 
@@ -35,6 +35,9 @@ from .errors import (
 )
 
 T = TypeVar("T")
+# py-lmdb's stubs type every value read as ``bytes | memoryview``; the store never asks
+# for buffers, so it reads only bytes, and types its transactions loosely.
+Transaction: TypeAlias = Any
 Durability = Literal["full", "relaxed"]
 
 FORMAT_VERSION = 1
@@ -98,9 +101,7 @@ class StoreEnvironment:
     Get one with :func:`open_environment`; give it back with :meth:`release`.
     """
 
-    def __init__(
-        self, path: str, map_size: int, durability: Durability, readonly: bool
-    ) -> None:
+    def __init__(self, path: str, map_size: int, durability: Durability, readonly: bool) -> None:
         self.path = path
         self.durability = durability
         self.readonly = readonly
@@ -122,15 +123,15 @@ class StoreEnvironment:
     def env(self) -> lmdb.Environment:
         """The ``lmdb.Environment`` of this process (opened again after a fork)."""
         if self._env is None:
-            self._open()
+            self.open()
         assert self._env is not None
         return self._env
 
-    def read(self, operation: Callable[[lmdb.Transaction], T]) -> T:
+    def read(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in a read transaction and return what it returns."""
         return self._run(operation, write=False)
 
-    def write(self, operation: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in one write transaction, commit it durably (as the
         durability setting promises) and return what it returns.
 
@@ -141,7 +142,7 @@ class StoreEnvironment:
             raise ReadOnlyStoreError(self.path)
         return self._run(operation, write=True)
 
-    def _run(self, operation: Callable[[lmdb.Transaction], T], write: bool) -> T:
+    def _run(self, operation: Callable[[Transaction], T], write: bool) -> T:
         while True:
             env = self.env
             self._gate.enter()
@@ -173,7 +174,10 @@ class StoreEnvironment:
             return ReadOnlyStoreError(self.path)
         return StorageError(f"the store at {self.path!r} failed: {exc}")
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Open the environment for this process, unless it is open already."""
+        if self._env is not None:
+            return
         try:
             env = self._open_lmdb(lock=True)
         except StorePathError:
@@ -209,9 +213,7 @@ class StoreEnvironment:
                 self.path, f"holds a data.mdb that is not an LMDB file ({exc})"
             ) from exc
         except lmdb.VersionMismatchError as exc:
-            raise StorePathError(
-                self.path, f"was written by another LMDB engine ({exc})"
-            ) from exc
+            raise StorePathError(self.path, f"was written by another LMDB engine ({exc})") from exc
         except lmdb.Error as exc:
             if "already open" in str(exc):
                 raise StorePathError(
@@ -248,7 +250,7 @@ class StoreEnvironment:
 
         :raises SerializerMismatchError: if the store was written with another serializer
         """
-        self.env  # the serializer recorded is known once the environment is open
+        self.open()  # the serializer recorded is known once the environment is open
         if self.serializer_name == name:
             return
         if self.serializer_name:
@@ -308,7 +310,7 @@ def open_environment(
         if shared is None:
             readonly = readonly or _check_path(real)
             shared = StoreEnvironment(real, map_size, durability, readonly)
-            shared.env  # open now, so that a bad path fails here
+            shared.open()  # now, so that a bad path fails here
             _registry[real] = shared
         elif shared.durability != durability:
             raise ValueError(

@@ -93,6 +93,11 @@ def job_key(id_key: bytes) -> bytes:
     return id_key or _EMPTY_ID_KEY
 
 
+def id_key_of_job_key(key: bytes) -> bytes:
+    """The encoded id a job record's key holds: the inverse of :func:`job_key`."""
+    return b"" if key == _EMPTY_ID_KEY else key
+
+
 def index_key(run_time_key: bytes, id_key: bytes) -> bytes:
     """The index key of a job: run time first, then id."""
     return run_time_key + id_key

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from .keys import decode_run_time, encode_run_time
@@ -90,6 +90,20 @@ class JobRecord(NamedTuple):
         )
 
 
+def record_job_id(id_key: bytes, data: bytes) -> str:
+    """The id of the job a record holds, even when the record does not decode."""
+    try:
+        full_id = JobRecord.decode(data).full_id
+    except CorruptRecordError:
+        full_id = b""
+    if full_id:
+        return full_id.decode("utf-8", "surrogatepass")
+    try:
+        return id_key.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # an abbreviated id whose record lost its full id
+        return id_key.decode("utf-8", "replace")
+
+
 def record_stamp(data: bytes) -> bytes:
     """The stamp of a record, read without checking the rest of it."""
     return data[14:22]
@@ -125,7 +139,9 @@ class QuarantineEntry(NamedTuple):
         job_id = data[start : start + id_length].decode("utf-8", "surrogatepass")
         start += id_length
         error = data[start : start + error_length].decode("utf-8")
-        at = decode_run_time(at_key) or datetime.now(timezone.utc)
+        at = decode_run_time(at_key)
+        if at is None:
+            raise CorruptRecordError("quarantine entry has no time")
         return cls(job_id, error, at, data[start + error_length :])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import threading
@@ -10,17 +9,23 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-import lmdb
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 
-from .environment import DEFAULT_MAP_SIZE, Durability, StoreEnvironment, open_environment
+from .environment import (
+    DEFAULT_MAP_SIZE,
+    Durability,
+    StoreEnvironment,
+    Transaction,
+    open_environment,
+)
 from .errors import (
     JobSerializationError,
     QuarantineLookupError,
     ReadOnlyStoreError,
     SerializerMismatchError,
 )
+from .integrity import IntegrityReport, check_store
 from .keys import (
     MAX_JOB_ID_KEY_SIZE,
     RUN_TIME_SIZE,
@@ -30,7 +35,14 @@ from .keys import (
     index_key,
     job_key,
 )
-from .records import JobRecord, QuarantineEntry, new_stamp, record_run_key, record_stamp
+from .records import (
+    JobRecord,
+    QuarantineEntry,
+    new_stamp,
+    record_job_id,
+    record_run_key,
+    record_stamp,
+)
 from .serializers import SERIALIZER_NAMES, Serializer, make_serializer
 
 _DURABILITIES = ("full", "relaxed")
@@ -155,9 +167,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def get_next_run_time(self) -> datetime | None:
         env = self._env
 
-        def first_key(txn: lmdb.Transaction) -> bytes | None:
+        def first_key(txn: Transaction) -> bytes | None:
             with txn.cursor(db=env.index) as cursor:
-                return cursor.key() if cursor.first() else None  # type: ignore[no-any-return]
+                return cursor.key() if cursor.first() else None
 
         key = env.read(first_key)
         return None if key is None else decode_run_time(key)
@@ -165,7 +177,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def get_all_jobs(self) -> list[Job]:
         return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, None)))
 
-    def _scan(self, txn: lmdb.Transaction, limit: bytes | None) -> list[tuple[bytes, bytes]]:
+    def _scan(self, txn: Transaction, limit: bytes | None) -> list[tuple[bytes, bytes]]:
         """Return (id key, record) of the jobs in index order, up to run time ``limit``."""
         env = self._env
         get = txn.get
@@ -184,18 +196,34 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         id_key, record = self._encode(job)
         env = self._writable_env()
 
-        def add(txn: lmdb.Transaction) -> None:
+        def add(txn: Transaction) -> None:
             if not txn.put(job_key(id_key), record, db=env.jobs, overwrite=False):
                 raise ConflictingIdError(job.id)
             txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
 
         env.write(add)
 
+    def add_jobs(self, jobs: Iterable[Job]) -> None:
+        """Add many jobs in one transaction: all of them, or none.
+
+        :raises ConflictingIdError: if a job's id is already stored, or repeated in ``jobs``
+        """
+        encoded = [(job.id, *self._encode(job)) for job in jobs]
+        env = self._writable_env()
+
+        def add_all(txn: Transaction) -> None:
+            for job_id, id_key, record in encoded:
+                if not txn.put(job_key(id_key), record, db=env.jobs, overwrite=False):
+                    raise ConflictingIdError(job_id)
+                txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
+
+        env.write(add_all)
+
     def update_job(self, job: Job) -> None:
         id_key, record = self._encode(job)
         env = self._writable_env()
 
-        def update(txn: lmdb.Transaction) -> None:
+        def update(txn: Transaction) -> None:
             old = txn.replace(job_key(id_key), record, db=env.jobs)
             if old is None:
                 raise JobLookupError(job.id)
@@ -210,7 +238,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         id_key = encode_job_id(job_id)
         env = self._writable_env()
 
-        def remove(txn: lmdb.Transaction) -> None:
+        def remove(txn: Transaction) -> None:
             old = txn.pop(job_key(id_key), db=env.jobs)
             if old is None:
                 raise JobLookupError(job_id)
@@ -222,13 +250,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         """Remove every job; quarantined jobs stay until purged."""
         env = self._writable_env()
 
-        def remove_all(txn: lmdb.Transaction) -> None:
+        def remove_all(txn: Transaction) -> None:
             txn.drop(env.jobs, delete=False)
             txn.drop(env.index, delete=False)
 
         env.write(remove_all)
 
-    def _delete_index_entry(self, txn: lmdb.Transaction, run_key: bytes, id_key: bytes) -> None:
+    def _delete_index_entry(self, txn: Transaction, run_key: bytes, id_key: bytes) -> None:
         index = self._env.index
         if txn.delete(index_key(run_key, id_key), db=index):
             return
@@ -251,8 +279,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             )
         if next_run_time is not None and next_run_time.utcoffset() is None:
             raise ValueError(
-                f"job {job.id!r} has a naive next_run_time ({next_run_time}): "
-                "it needs a time zone"
+                f"job {job.id!r} has a naive next_run_time ({next_run_time}): it needs a time zone"
             )
         serializer = self.serializer
         try:
@@ -299,20 +326,32 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             self._quarantine(failed)
         return jobs
 
+    # -- integrity -----------------------------------------------------------------------
+
+    def check(self, repair: bool = False) -> IntegrityReport:
+        """Check that the run time index and the job records agree and that every record
+        decodes (without importing the jobs' callables).
+
+        :param repair: move records that do not decode to the quarantine and rebuild the
+            index from the job records, if a problem was found
+        """
+        env = self._writable_env() if repair else self._env
+        return check_store(env, self.serializer, repair)
+
     # -- quarantine ----------------------------------------------------------------------
 
     def _quarantine(self, failed: list[tuple[bytes, bytes, Exception]]) -> None:
         env = self._env
         now = datetime.now(timezone.utc)
 
-        def move(txn: lmdb.Transaction) -> list[tuple[str, Exception]]:
+        def move(txn: Transaction) -> list[tuple[str, Exception]]:
             moved = []
             for id_key, data, exc in failed:
                 key = job_key(id_key)
                 current = txn.get(key, db=env.jobs)
                 if current is None or record_stamp(current) != record_stamp(data):
                     continue  # changed since it was read: that write decides
-                job_id = _record_job_id(id_key, data)
+                job_id = record_job_id(id_key, data)
                 entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, data)
                 txn.put(key, entry.encode(), db=env.quarantine)
                 txn.delete(key, db=env.jobs)
@@ -333,7 +372,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         each was moved to the quarantine, in id order."""
         env = self._env
 
-        def entries(txn: lmdb.Transaction) -> list[bytes]:
+        def entries(txn: Transaction) -> list[bytes]:
             with txn.cursor(db=env.quarantine) as cursor:
                 return list(cursor.iternext(keys=False))
 
@@ -356,7 +395,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         record = QuarantineEntry.decode(data).record
         job = self._restore(record)
 
-        def restore(txn: lmdb.Transaction) -> None:
+        def restore(txn: Transaction) -> None:
             if txn.get(key, db=env.quarantine) != data:
                 raise QuarantineLookupError(job_id)
             if not txn.put(key, record, db=env.jobs, overwrite=False):
@@ -375,22 +414,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         key = job_key(encode_job_id(job_id))
         env = self._writable_env()
 
-        def purge(txn: lmdb.Transaction) -> None:
+        def purge(txn: Transaction) -> None:
             if not txn.delete(key, db=env.quarantine):
                 raise QuarantineLookupError(job_id)
 
         env.write(purge)
-
-
-def _record_job_id(id_key: bytes, data: bytes) -> str:
-    """The id of a job whose record may not decode."""
-    try:
-        full_id = JobRecord.decode(data).full_id
-    except ValueError:
-        full_id = b""
-    if full_id:
-        return full_id.decode("utf-8", "surrogatepass")
-    try:
-        return id_key.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:  # an abbreviated id whose record lost its full id
-        return id_key.decode("utf-8", "replace")

@@ -1,0 +1,136 @@
+"""The integrity check: do the job records and the run time index agree, and does every
+record decode?"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .environment import StoreEnvironment, Transaction
+from .keys import (
+    PAUSED,
+    RUN_TIME_SIZE,
+    encode_run_time,
+    id_key_of_job_key,
+    index_key,
+    job_key,
+)
+from .records import JobRecord, QuarantineEntry, record_job_id, record_run_key
+from .serializers import Serializer
+
+
+@dataclass
+class IntegrityReport:
+    """What :func:`check_store` found."""
+
+    path: str
+    jobs: int = 0
+    paused: int = 0
+    index_entries: int = 0
+    quarantined: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether no problem was found."""
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [
+            f"store {self.path}: {self.jobs} jobs ({self.paused} paused), "
+            f"{self.index_entries} index entries, {self.quarantined} quarantined",
+            *(f"problem: {problem}" for problem in self.problems),
+        ]
+        if self.repaired:
+            lines.append("repaired: the index was rebuilt from the job records")
+        elif self.ok:
+            lines.append("ok")
+        return "\n".join(lines)
+
+
+def check_store(
+    env: StoreEnvironment, serializer: Serializer, repair: bool = False
+) -> IntegrityReport:
+    """Check that every index entry names a job whose stored run time it carries, that
+    every job has exactly one index entry, and that every record decodes (its callable is
+    not imported).
+
+    With ``repair``, records that do not decode move to the quarantine and the index is
+    rebuilt from the remaining records, in one transaction.
+    """
+    report = IntegrityReport(env.path)
+    broken = env.read(lambda txn: _inspect(txn, env, serializer, report))
+    if repair and report.problems:
+        env.write(lambda txn: _rebuild(txn, env, broken))
+        report.repaired = True
+    return report
+
+
+def _inspect(
+    txn: Transaction,
+    env: StoreEnvironment,
+    serializer: Serializer,
+    report: IntegrityReport,
+) -> dict[bytes, str]:
+    """Fill ``report``; return the records that do not decode, with why, by job key."""
+    problems = report.problems
+    indexed: Counter[bytes] = Counter()
+    with txn.cursor(db=env.index) as cursor:
+        for key in cursor.iternext(values=False):
+            report.index_entries += 1
+            id_key = key[RUN_TIME_SIZE:]
+            indexed[id_key] += 1
+            data = txn.get(job_key(id_key), db=env.jobs)
+            if data is None:
+                problems.append(f"index entry {key!r} names no job")
+            elif record_run_key(data) != key[:RUN_TIME_SIZE]:
+                problems.append(f"index entry {key!r} disagrees with its job's run time")
+    broken = {}
+    with txn.cursor(db=env.jobs) as cursor:
+        for key, data in cursor:
+            report.jobs += 1
+            id_key = id_key_of_job_key(key)
+            error = _decode_error(data, serializer)
+            if error:
+                broken[key] = error
+                problems.append(f"job {key!r} does not decode: {error}")
+                continue
+            run_key = record_run_key(data)
+            report.paused += run_key == PAUSED
+            if indexed[id_key] != 1 or txn.get(index_key(run_key, id_key), db=env.index) is None:
+                problems.append(f"job {key!r} has {indexed[id_key]} index entries, not one")
+    report.quarantined = txn.stat(env.quarantine)["entries"]
+    return broken
+
+
+def _decode_error(data: bytes, serializer: Serializer) -> str:
+    try:
+        record = JobRecord.decode(data)
+        if record.serializer_tag != serializer.tag:
+            return f"written by serializer #{record.serializer_tag}, not {serializer.name}"
+        state = serializer.loads(record.body)
+        next_run_time = serializer.loads(record.next_run_time)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not isinstance(state, dict) or "id" not in state:
+        return "its body is not a job's state"
+    if encode_run_time(next_run_time) != record.run_key:
+        return "its next run time disagrees with its run time key"
+    return ""
+
+
+def _rebuild(txn: Transaction, env: StoreEnvironment, broken: dict[bytes, str]) -> None:
+    now = datetime.now(timezone.utc)
+    for key, error in broken.items():
+        data = txn.pop(key, db=env.jobs)
+        if data is not None:
+            id_key = id_key_of_job_key(key)
+            entry = QuarantineEntry(record_job_id(id_key, data), error, now, data)
+            txn.put(key, entry.encode(), db=env.quarantine)
+    txn.drop(env.index, delete=False)
+    with txn.cursor(db=env.jobs) as cursor:
+        for key, data in cursor:
+            id_key = id_key_of_job_key(key)
+            txn.put(index_key(record_run_key(data), id_key), b"", db=env.index)
