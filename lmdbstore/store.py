@@ -141,8 +141,11 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return self._environment
 
     @property
-    def _env(self) -> StoreEnvironment:
+    def environment(self) -> StoreEnvironment:
+        """The LMDB environment this store reads and writes (for tools and checks)."""
         return self._environment or self._open()
+
+    _env = environment
 
     def _writable_env(self) -> StoreEnvironment:
         if self.readonly:
@@ -233,6 +236,30 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 txn.put(index_key(run_key, id_key), b"", db=env.index)
 
         env.write(update)
+
+    def set_next_run_time(self, job_id: str, run_time: datetime | None) -> None:
+        """Change only the next run time of a stored job (``None`` pauses it), without
+        restoring the job: this works even when its callable cannot be imported here.
+
+        :raises JobLookupError: if the job does not exist
+        """
+        id_key = encode_job_id(job_id)
+        run_key = encode_run_time(run_time)
+        run_time_bytes = self.serializer.dumps(run_time)
+        env = self._writable_env()
+
+        def reschedule(txn: Transaction) -> None:
+            old = txn.get(job_key(id_key), db=env.jobs)
+            if old is None:
+                raise JobLookupError(job_id)
+            record = JobRecord.decode(old)._replace(
+                run_key=run_key, stamp=new_stamp(), next_run_time=run_time_bytes
+            )
+            txn.put(job_key(id_key), record.encode(), db=env.jobs)
+            self._delete_index_entry(txn, record_run_key(old), id_key)
+            txn.put(index_key(run_key, id_key), b"", db=env.index)
+
+        env.write(reschedule)
 
     def remove_job(self, job_id: str) -> None:
         id_key = encode_job_id(job_id)
