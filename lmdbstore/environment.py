@@ -56,21 +56,26 @@ class _Gate:
     for those inside to leave and keeps the others out until it is done."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._inside = 0
         self._closed = False
 
     def enter(self) -> None:
-        with self._cond:
-            while self._closed:
-                self._cond.wait()
-            self._inside += 1
+        lock = self._lock
+        lock.acquire()
+        while self._closed:
+            self._cond.wait()
+        self._inside += 1
+        lock.release()
 
     def leave(self) -> None:
-        with self._cond:
-            self._inside -= 1
-            if self._closed and not self._inside:
-                self._cond.notify_all()
+        lock = self._lock
+        lock.acquire()
+        self._inside -= 1
+        if self._closed and not self._inside:
+            self._cond.notify_all()
+        lock.release()
 
     def close(self) -> None:
         """Wait until nobody is inside, then keep everyone out until :meth:`reopen`."""
@@ -144,8 +149,9 @@ class StoreEnvironment:
 
     def _run(self, operation: Callable[[Transaction], T], write: bool) -> T:
         while True:
-            env = self.env
-            self._gate.enter()
+            env = self._env or self.env
+            gate = self._gate
+            gate.enter()
             try:
                 with env.begin(write=write) as txn:
                     return operation(txn)
@@ -156,7 +162,7 @@ class StoreEnvironment:
             except lmdb.Error as exc:
                 raise self._translate(exc) from exc
             finally:
-                self._gate.leave()
+                gate.leave()
             self._resize(grow)
 
     def _resize(self, grow: bool) -> None:

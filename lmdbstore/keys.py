@@ -26,18 +26,20 @@ _DIGEST_SIZE = 32
 _KEPT_PREFIX = MAX_JOB_ID_KEY_SIZE - _DIGEST_SIZE
 _EMPTY_ID_KEY = b"\xff"  # 0xFF never occurs in UTF-8, so it cannot clash with a real id
 
-# Run times are counted in microseconds from 0001-01-01T00:00 (naive, i.e. local wall
-# time) minus the UTC offset, plus one day so that instants of year 1 in time zones east
-# of UTC (before 0001-01-01T00:00Z) stay positive.
-_CALENDAR_START = datetime(1, 1, 1)
+# Run times count microseconds of UTC from 0000-12-31T00:00 (proleptic Gregorian), so
+# that instants of year 1 in time zones east of UTC (before 0001-01-01T00:00Z) stay positive.
 _DAY_US = 86_400_000_000
 _UTC_START = datetime(1, 1, 1, tzinfo=timezone.utc)
+_CALENDAR_START = datetime(1, 1, 1)
 _U64 = struct.Struct(">Q")
 _LATEST_OFFSET = timedelta(hours=24) - timedelta(microseconds=1)
 
 
-def _microseconds(delta: timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+def wall_clock_microseconds(moment: datetime) -> int:
+    """Microseconds from 0000-12-31T00:00 to the wall clock time of ``moment`` (its time
+    zone ignored)."""
+    seconds = moment.toordinal() * 86_400 + moment.hour * 3600 + moment.minute * 60
+    return (seconds + moment.second) * 1_000_000 + moment.microsecond
 
 
 def encode_run_time(run_time: datetime | None) -> bytes:
@@ -51,8 +53,8 @@ def encode_run_time(run_time: datetime | None) -> bytes:
     offset = run_time.utcoffset()
     if offset is None:
         raise ValueError(f"run time {run_time!r} is naive: it needs a time zone")
-    local = _microseconds(run_time.replace(tzinfo=None) - _CALENDAR_START)
-    return _U64.pack(local - _microseconds(offset) + _DAY_US)
+    offset_us = (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+    return _U64.pack(wall_clock_microseconds(run_time) - offset_us)
 
 
 def decode_run_time(key: bytes) -> datetime | None:

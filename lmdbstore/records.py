@@ -11,7 +11,7 @@ A job record is a fixed header followed by the serialized job::
     22      4     length of the full id (0 unless the key had to abbreviate the id)
     26      4     length of the body
     30      ...   full id (UTF-8), body (the job's state without its next run time),
-                  then the serialized next run time
+                  then the next run time (encode_next_run_time)
 
 The next run time is apart from the rest so that a write that changes only it (what
 every scheduler wakeup does) can reuse the serialized body.
@@ -19,13 +19,16 @@ every scheduler wakeup does) can reuse the serialized body.
 
 from __future__ import annotations
 
+import itertools
 import os
+import pickle
 import struct
 import zlib
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 from typing import NamedTuple
 
-from .keys import decode_run_time, encode_run_time
+from .keys import decode_run_time, encode_run_time, wall_clock_microseconds
 
 RECORD_FORMAT = 1
 _HEADER = struct.Struct(">IBB8s8sII")
@@ -36,9 +39,67 @@ class CorruptRecordError(ValueError):
     """A record's bytes are not what the store wrote."""
 
 
+_WALL_CLOCK = struct.Struct(">QB")
+_DAY_US = 86_400_000_000
+# Pickled time zones both ways: a process meets few of them, and pickling one costs more
+# than all the rest of a wakeup's write.
+_zone_bytes: dict[tzinfo, bytes] = {}
+_zones: dict[bytes, tzinfo] = {}
+_ZONES_KEPT = 256
+
+
+def encode_next_run_time(run_time: datetime | None) -> bytes:
+    """Encode a job's next run time exactly: wall clock time, ``fold`` and time zone
+    object (pickled), so that :func:`decode_next_run_time` gives back an equal datetime in
+    the same zone, whichever time zone library made it."""
+    if run_time is None:
+        return b""
+    zone = run_time.tzinfo
+    assert zone is not None
+    zone_bytes = _zone_bytes.get(zone)
+    if zone_bytes is None:
+        if len(_zone_bytes) >= _ZONES_KEPT:
+            _zone_bytes.clear()
+        zone_bytes = _zone_bytes[zone] = pickle.dumps(zone, 4)
+    return _WALL_CLOCK.pack(wall_clock_microseconds(run_time), run_time.fold) + zone_bytes
+
+
+def decode_next_run_time(data: bytes) -> datetime | None:
+    """Decode what :func:`encode_next_run_time` made."""
+    if not data:
+        return None
+    wall_clock, fold = _WALL_CLOCK.unpack_from(data)
+    zone_bytes = data[_WALL_CLOCK.size :]
+    zone = _zones.get(zone_bytes)
+    if zone is None:
+        if len(_zones) >= _ZONES_KEPT:
+            _zones.clear()
+        zone = _zones[zone_bytes] = pickle.loads(zone_bytes)
+    days, microseconds = divmod(wall_clock, _DAY_US)
+    day = datetime.fromordinal(days)
+    return (day + timedelta(microseconds=microseconds)).replace(tzinfo=zone, fold=fold)
+
+
+def _stamp_counter() -> Iterator[int]:
+    return itertools.count(int.from_bytes(os.urandom(8), "big"))
+
+
+_stamps = _stamp_counter()
+_U64 = struct.Struct(">Q")
+
+
+def _reseed_stamps_after_fork() -> None:
+    global _stamps
+    _stamps = _stamp_counter()
+
+
+os.register_at_fork(after_in_child=_reseed_stamps_after_fork)
+
+
 def new_stamp() -> bytes:
-    """Return a stamp for a record being written: unique across writes and processes."""
-    return os.urandom(8)
+    """Return a stamp for a record being written: unique across writes and processes
+    (each process counts from its own random start)."""
+    return _U64.pack(next(_stamps) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
 class JobRecord(NamedTuple):

@@ -17,6 +17,7 @@ def _stored_by_value() -> None:
 
 
 _BY_VALUE_REF = f"{__name__}:{_stored_by_value.__name__}"
+_JOB_SLOTS = tuple(name for name in Job.__slots__ if name != "__weakref__")
 
 
 class Serializer:
@@ -100,7 +101,9 @@ class CloudpickleSerializer(Serializer):
 
 def _with_placeholder_ref(job: Job) -> Job:
     stand_in = Job.__new__(Job)
-    stand_in.__dict__.update(job.__dict__)
+    for name in _JOB_SLOTS:
+        if hasattr(job, name):
+            setattr(stand_in, name, getattr(job, name))
     stand_in.func_ref = _BY_VALUE_REF
     stand_in.func = _stored_by_value
     return stand_in

@@ -12,6 +12,7 @@ from typing import Any
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 
+from .cache import CachedState, StateCache, build_job, cache_entry, same_body
 from .environment import (
     DEFAULT_MAP_SIZE,
     Durability,
@@ -38,24 +39,29 @@ from .keys import (
 from .records import (
     JobRecord,
     QuarantineEntry,
+    decode_next_run_time,
+    encode_next_run_time,
     new_stamp,
     record_job_id,
     record_run_key,
     record_stamp,
 )
 from .serializers import SERIALIZER_NAMES, Serializer, make_serializer
+from .wakeup import BatchWatchdog, EncodedJob, WakeupBatch, scheduler_lock_held
 
 _DURABILITIES = ("full", "relaxed")
 _MIN_MAP_SIZE = 1024 * 1024
+DEFAULT_CACHE_SIZE = 10_000
 
 
 class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     """
     Stores jobs in an LMDB environment: a directory holding one memory-mapped data file.
 
-    Every method is one ACID transaction. Jobs that cannot be restored (their code moved,
-    their bytes damaged) are moved to a quarantine instead of being deleted: see
-    :meth:`get_quarantined_jobs`.
+    Every method is one ACID transaction, except that the writes of one scheduler wakeup
+    are committed together (group commit: all or none, durable before the wakeup ends).
+    Jobs that cannot be restored (their code moved, their bytes damaged) are moved to a
+    quarantine instead of being deleted: see :meth:`get_quarantined_jobs`.
 
     Plugin alias: ``lmdb``
 
@@ -71,6 +77,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         callables that have no textual reference (lambdas, closures, partials)
     :param readonly: open the store for reading only; writes raise
         :class:`~lmdbstore.ReadOnlyStoreError`
+    :param cache_size: how many decoded jobs to keep in memory, so that a job unchanged
+        since this process last read or wrote it is not unpickled again (0: none)
+    :param group_commit: commit the writes of each scheduler wakeup together
     """
 
     def __init__(
@@ -82,11 +91,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         durability: Durability = "full",
         serializer: str = "pickle",
         readonly: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        group_commit: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ValueError(f'The "path" parameter must be a non-empty path, not {path!r}')
-        if not isinstance(map_size, int) or map_size < _MIN_MAP_SIZE:
+        if not _is_int(map_size) or map_size < _MIN_MAP_SIZE:
             raise ValueError(
                 f'The "map_size" parameter must be an int of at least {_MIN_MAP_SIZE} '
                 f"bytes, not {map_size!r}"
@@ -95,16 +106,26 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             raise ValueError(
                 f'The "durability" parameter must be "full" or "relaxed", not {durability!r}'
             )
-        if not isinstance(readonly, bool):
-            raise ValueError(f'The "readonly" parameter must be a bool, not {readonly!r}')
+        if not _is_int(cache_size) or cache_size < 0:
+            raise ValueError(
+                f'The "cache_size" parameter must be an int of at least 0, not {cache_size!r}'
+            )
+        for name, flag in (("readonly", readonly), ("group_commit", group_commit)):
+            if not isinstance(flag, bool):
+                raise ValueError(f'The "{name}" parameter must be a bool, not {flag!r}')
         self.path = os.fspath(path)
         self.serializer: Serializer = make_serializer(serializer, pickle_protocol)
         self.pickle_protocol = pickle_protocol
         self.map_size = map_size
         self.durability = durability
         self.readonly = readonly
+        self.group_commit = group_commit
+        self._cache = StateCache(cache_size)
         self._lock = threading.Lock()
         self._environment: StoreEnvironment | None = None
+        self._batch_lock = threading.RLock()
+        self._batch: WakeupBatch | None = None
+        self._watchdog: BatchWatchdog | None = None
         self._open()
 
     def __repr__(self) -> str:
@@ -113,11 +134,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, scheduler: Any, alias: str) -> None:
+        self._stop_watchdog()
         super().start(scheduler, alias)
         self._open()
 
     def shutdown(self) -> None:
-        """Close the store; it opens again on its next use."""
+        """Commit what is pending and close the store; it opens again on its next use."""
+        self._flush()
+        self._stop_watchdog()
         with self._lock:
             environment, self._environment = self._environment, None
         if environment is not None:
@@ -156,6 +180,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def lookup_job(self, job_id: str) -> Job | None:
         id_key = encode_job_id(job_id)
+        self._flush()
         env = self._env
         data = env.read(lambda txn: txn.get(job_key(id_key), db=env.jobs))
         if data is None:
@@ -165,9 +190,15 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         limit = encode_run_time(now)
-        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, limit)))
+        self._flush()
+        rows = self._env.read(lambda txn: self._scan(txn, limit))
+        jobs = self._restore_jobs(rows)
+        if jobs and self.group_commit and scheduler_lock_held(self._scheduler):
+            self._open_batch({id_key: record_stamp(data) for id_key, data in rows})
+        return jobs
 
     def get_next_run_time(self) -> datetime | None:
+        self._flush()
         env = self._env
 
         def first_key(txn: Transaction) -> bytes | None:
@@ -178,6 +209,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return None if key is None else decode_run_time(key)
 
     def get_all_jobs(self) -> list[Job]:
+        self._flush()
         return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, None)))
 
     def _scan(self, txn: Transaction, limit: bytes | None) -> list[tuple[bytes, bytes]]:
@@ -196,46 +228,40 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     # -- writes --------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
-        id_key, record = self._encode(job)
-        env = self._writable_env()
-
-        def add(txn: Transaction) -> None:
-            if not txn.put(job_key(id_key), record, db=env.jobs, overwrite=False):
-                raise ConflictingIdError(job.id)
-            txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
-
-        env.write(add)
+        self.add_jobs([job])
 
     def add_jobs(self, jobs: Iterable[Job]) -> None:
         """Add many jobs in one transaction: all of them, or none.
 
         :raises ConflictingIdError: if a job's id is already stored, or repeated in ``jobs``
         """
-        encoded = [(job.id, *self._encode(job)) for job in jobs]
+        encoded = [self._encode(job) for job in jobs]
         env = self._writable_env()
+        self._flush()
 
         def add_all(txn: Transaction) -> None:
-            for job_id, id_key, record in encoded:
-                if not txn.put(job_key(id_key), record, db=env.jobs, overwrite=False):
-                    raise ConflictingIdError(job_id)
-                txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
+            for job in encoded:
+                if not txn.put(job_key(job.id_key), job.record, db=env.jobs, overwrite=False):
+                    raise ConflictingIdError(job.job_id)
+                txn.put(index_key(record_run_key(job.record), job.id_key), b"", db=env.index)
 
         env.write(add_all)
+        self._remember(encoded)
 
     def update_job(self, job: Job) -> None:
-        id_key, record = self._encode(job)
+        encoded = self._encode(job)
         env = self._writable_env()
+        if self._batched(encoded.id_key, encoded):
+            return
 
         def update(txn: Transaction) -> None:
-            old = txn.replace(job_key(id_key), record, db=env.jobs)
+            old = txn.get(job_key(encoded.id_key), db=env.jobs)
             if old is None:
                 raise JobLookupError(job.id)
-            old_run_key, run_key = record_run_key(old), record_run_key(record)
-            if old_run_key != run_key:
-                self._delete_index_entry(txn, old_run_key, id_key)
-                txn.put(index_key(run_key, id_key), b"", db=env.index)
+            self._replace_record(txn, encoded.id_key, old, encoded.record)
 
         env.write(update)
+        self._remember([encoded])
 
     def set_next_run_time(self, job_id: str, run_time: datetime | None) -> None:
         """Change only the next run time of a stored job (``None`` pauses it), without
@@ -245,8 +271,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         """
         id_key = encode_job_id(job_id)
         run_key = encode_run_time(run_time)
-        run_time_bytes = self.serializer.dumps(run_time)
+        run_time_bytes = encode_next_run_time(run_time)
         env = self._writable_env()
+        self._flush()
 
         def reschedule(txn: Transaction) -> None:
             old = txn.get(job_key(id_key), db=env.jobs)
@@ -255,33 +282,50 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             record = JobRecord.decode(old)._replace(
                 run_key=run_key, stamp=new_stamp(), next_run_time=run_time_bytes
             )
-            txn.put(job_key(id_key), record.encode(), db=env.jobs)
-            self._delete_index_entry(txn, record_run_key(old), id_key)
-            txn.put(index_key(run_key, id_key), b"", db=env.index)
+            self._replace_record(txn, id_key, old, record.encode())
 
         env.write(reschedule)
 
     def remove_job(self, job_id: str) -> None:
         id_key = encode_job_id(job_id)
         env = self._writable_env()
+        if self._batched(id_key, None):
+            return
 
         def remove(txn: Transaction) -> None:
-            old = txn.pop(job_key(id_key), db=env.jobs)
+            old = txn.get(job_key(id_key), db=env.jobs)
             if old is None:
                 raise JobLookupError(job_id)
-            self._delete_index_entry(txn, record_run_key(old), id_key)
+            self._delete_record(txn, id_key, old)
 
         env.write(remove)
+        self._cache.discard(id_key)
 
     def remove_all_jobs(self) -> None:
         """Remove every job; quarantined jobs stay until purged."""
         env = self._writable_env()
+        self._flush()
 
         def remove_all(txn: Transaction) -> None:
             txn.drop(env.jobs, delete=False)
             txn.drop(env.index, delete=False)
 
         env.write(remove_all)
+        self._cache.clear()
+
+    def _replace_record(self, txn: Transaction, id_key: bytes, old: bytes, new: bytes) -> None:
+        """Overwrite a job's record ``old`` with ``new``, moving its index entry along."""
+        env = self._env
+        txn.put(job_key(id_key), new, db=env.jobs)
+        old_run_key, run_key = record_run_key(old), record_run_key(new)
+        if old_run_key != run_key:
+            self._delete_index_entry(txn, old_run_key, id_key)
+            txn.put(index_key(run_key, id_key), b"", db=env.index)
+
+    def _delete_record(self, txn: Transaction, id_key: bytes, old: bytes) -> None:
+        """Delete a job's record ``old`` and its index entry."""
+        txn.delete(job_key(id_key), db=self._env.jobs)
+        self._delete_index_entry(txn, record_run_key(old), id_key)
 
     def _delete_index_entry(self, txn: Transaction, run_key: bytes, id_key: bytes) -> None:
         index = self._env.index
@@ -294,10 +338,73 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                     txn.delete(key, db=index)
                     return
 
+    # -- group commit of a wakeup --------------------------------------------------------
+
+    def _open_batch(self, read_stamps: dict[bytes, bytes]) -> None:
+        with self._batch_lock:
+            self._batch = WakeupBatch(read_stamps)
+            if self._watchdog is None:
+                self._watchdog = BatchWatchdog(self._scheduler, self._flush)
+            self._watchdog.watch(self._batch)
+
+    def _batched(self, id_key: bytes, write: EncodedJob | None) -> bool:
+        """Add a write to the pending wakeup batch if it belongs there, or else commit
+        that batch; return whether the write was batched."""
+        with self._batch_lock:
+            batch = self._batch
+            if batch is None:
+                return False
+            if batch.takes(id_key):
+                batch.writes[id_key] = write
+                return True
+        self._flush()
+        return False
+
+    def _flush(self, batch: WakeupBatch | None = None) -> None:
+        """Commit the pending wakeup batch (only if it is ``batch``, when given)."""
+        if self._batch is None:
+            return
+        with self._batch_lock:
+            pending = self._batch
+            if pending is None or (batch is not None and pending is not batch):
+                return
+            self._batch = None
+            if pending.writes:
+                self._commit_batch(pending)
+
+    def _commit_batch(self, batch: WakeupBatch) -> None:
+        env = self._env
+
+        def commit(txn: Transaction) -> list[EncodedJob]:
+            written = []
+            for id_key, write in batch.writes.items():
+                current = txn.get(job_key(id_key), db=env.jobs)
+                if current is None or record_stamp(current) != batch.read_stamps[id_key]:
+                    continue  # changed by another process since the wakeup read it
+                if write is None:
+                    self._delete_record(txn, id_key, current)
+                else:
+                    self._replace_record(txn, id_key, current, write.record)
+                    written.append(write)
+            return written
+
+        try:
+            written = env.write(commit)
+        finally:
+            for id_key in batch.writes:
+                self._cache.discard(id_key)
+        self._remember(written)
+
+    def _stop_watchdog(self) -> None:
+        with self._batch_lock:
+            watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+
     # -- serialization -------------------------------------------------------------------
 
-    def _encode(self, job: Job) -> tuple[bytes, bytes]:
-        """Return the id key and the record of ``job``, or raise naming what is wrong."""
+    def _encode(self, job: Job) -> EncodedJob:
+        """Serialize ``job``, or raise an error naming what is wrong with it."""
         id_key = encode_job_id(job.id)
         next_run_time = getattr(job, "next_run_time", None)
         if next_run_time is not None and not isinstance(next_run_time, datetime):
@@ -312,32 +419,59 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         try:
             state = serializer.job_state(job)
             del state["next_run_time"]
-            body = serializer.dumps(state)
-            next_run_time_bytes = serializer.dumps(next_run_time)
+            cached = self._cache.latest(id_key)
+            if cached is not None and not same_body(state, cached.state):
+                cached = None
+            body = serializer.dumps(state) if cached is None else cached.body
+            next_run_time_bytes = encode_next_run_time(next_run_time)
         except Exception as exc:
             raise JobSerializationError(job.id, exc) from exc
         full_id = job.id.encode("utf-8", "surrogatepass")
+        stamp = new_stamp()
         record = JobRecord(
             serializer.tag,
             encode_run_time(next_run_time),
-            new_stamp(),
+            stamp,
             body,
             next_run_time_bytes,
             full_id if len(full_id) > MAX_JOB_ID_KEY_SIZE else b"",
         )
-        return id_key, record.encode()
+        entry: CachedState | None = None
+        if cached is not None:
+            entry = cached._replace(stamp=stamp, next_run_time=next_run_time)
+        elif self._cache.capacity:
+            entry = cache_entry(stamp, body, state, job)
+        return EncodedJob(job.id, id_key, record.encode(), entry)
 
-    def _restore(self, data: bytes) -> Job:
-        record = JobRecord.decode(data)
+    def _remember(self, written: Iterable[EncodedJob]) -> None:
+        """Keep in the cache the state of jobs this process just wrote."""
+        for job in written:
+            if job.cache_entry is None:
+                self._cache.discard(job.id_key)
+            else:
+                self._cache.put(job.id_key, job.cache_entry)
+
+    def _restore(self, id_key: bytes, data: bytes) -> Job:
+        cached = self._cache.get(id_key, record_stamp(data))
+        job = build_job(cached) if cached is not None else self._decode(id_key, data)
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        return job
+
+    def _decode(self, id_key: bytes, data: bytes) -> Job:
+        """Rebuild a job from its record, and keep it in the cache."""
         serializer = self.serializer
+        record = JobRecord.decode(data)
         if record.serializer_tag != serializer.tag:
             written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
             raise SerializerMismatchError(self.path, written, serializer.name)
         state = serializer.loads(record.body)
-        state["next_run_time"] = serializer.loads(record.next_run_time)
-        job = serializer.build_job(state)
-        job._scheduler = self._scheduler
-        job._jobstore_alias = self._alias
+        job = serializer.build_job({**state, "next_run_time": None})
+        job.next_run_time = decode_next_run_time(record.next_run_time)
+        if self._cache.capacity:
+            entry = cache_entry(record.stamp, record.body, state, job)
+            if entry is not None:
+                self._cache.put(id_key, entry)
         return job
 
     def _restore_jobs(self, rows: Iterable[tuple[bytes, bytes]]) -> list[Job]:
@@ -346,8 +480,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         failed = []
         for id_key, data in rows:
             try:
-                jobs.append(self._restore(data))
+                jobs.append(self._restore(id_key, data))
             except Exception as exc:
+                self._cache.discard(id_key)
                 failed.append((id_key, data, exc))
         if failed and not self.readonly:
             self._quarantine(failed)
@@ -363,6 +498,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             index from the job records, if a problem was found
         """
         env = self._writable_env() if repair else self._env
+        self._flush()
         return check_store(env, self.serializer, repair)
 
     # -- quarantine ----------------------------------------------------------------------
@@ -381,8 +517,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 job_id = record_job_id(id_key, data)
                 entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, data)
                 txn.put(key, entry.encode(), db=env.quarantine)
-                txn.delete(key, db=env.jobs)
-                self._delete_index_entry(txn, record_run_key(data), id_key)
+                self._delete_record(txn, id_key, data)
                 moved.append((job_id, exc))
             return moved
 
@@ -420,7 +555,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         if data is None:
             raise QuarantineLookupError(job_id)
         record = QuarantineEntry.decode(data).record
-        job = self._restore(record)
+        job = self._restore(id_key, record)
 
         def restore(txn: Transaction) -> None:
             if txn.get(key, db=env.quarantine) != data:
@@ -446,3 +581,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 raise QuarantineLookupError(job_id)
 
         env.write(purge)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,157 @@
+"""A cache of decoded job states, so that a record unchanged since this process last read
+or wrote it is not unpickled (nor, when only its run time changed, pickled) again.
+
+An entry is valid for one record stamp only: a reader compares it with the stamp of the
+record it just read in its own transaction, so a write by any process is never missed.
+
+Jobs built from an entry must stay independent of each other and of the entry, so only
+states whose parts are immutable are kept: arguments made of ``None``, booleans, numbers,
+strings, bytes and tuples of those, keyword arguments likewise (the dict itself is copied
+for each job), a textual reference to the callable, and one of APScheduler's own triggers
+(shared between jobs: APScheduler never changes a trigger in place, it replaces it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from apscheduler.job import Job
+
+_ATOMS = frozenset({type(None), bool, int, str, bytes})
+_SHARED_PARTS = frozenset({"trigger", "args", "kwargs"})
+_TRIGGER_MODULE = "apscheduler.triggers."
+_STATE_SLOTS = tuple(
+    name
+    for name in Job.__slots__
+    if name not in {"__weakref__", "_scheduler", "_jobstore_alias", "next_run_time"}
+)
+Attributes = tuple[tuple[str, Any], ...]
+
+
+class CachedState(NamedTuple):
+    """A decoded record: its stamp, its serialized body, the state that body holds, the
+    attributes of a job rebuilt from it, and the job's next run time."""
+
+    stamp: bytes
+    body: bytes
+    state: dict[str, Any]
+    attributes: Attributes
+    next_run_time: Any
+
+
+def job_attributes(job: Job) -> Attributes:
+    """The attributes of ``job`` that its state sets (all but its next run time)."""
+    return tuple((name, getattr(job, name)) for name in _STATE_SLOTS if hasattr(job, name))
+
+
+def cache_entry(stamp: bytes, body: bytes, state: dict[str, Any], job: Job) -> CachedState | None:
+    """The entry for ``job``, written as (or decoded from) ``body`` from ``state``, or
+    ``None`` if its parts cannot be shared."""
+    if not shareable(state) or job.args is not state["args"] or job.func_ref != state["func"]:
+        return None
+    kwargs = state["kwargs"].copy()
+    attributes = tuple(
+        (name, kwargs if name == "kwargs" else value) for name, value in job_attributes(job)
+    )
+    return CachedState(stamp, body, {**state, "kwargs": kwargs}, attributes, job.next_run_time)
+
+
+def build_job(cached: CachedState) -> Job:
+    """A new job equal to the one ``cached`` was decoded from, independent of it wherever
+    a job may change it."""
+    job = Job.__new__(Job)
+    for name, value in cached.attributes:
+        setattr(job, name, value)
+    job.kwargs = job.kwargs.copy()
+    job.next_run_time = cached.next_run_time
+    return job
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are equal immutable values that serialize identically."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    if kind is float:
+        return bool(a.hex() == b.hex())
+    return kind in _ATOMS and bool(a == b)
+
+
+def _immutable(value: Any) -> bool:
+    kind = type(value)
+    if kind is tuple:
+        return all(map(_immutable, value))
+    return kind in _ATOMS or kind is float
+
+
+def shareable(state: dict[str, Any]) -> bool:
+    """Whether jobs built from ``state`` (without its next run time) may share its parts."""
+    kwargs = state.get("kwargs")
+    trigger = state.get("trigger")
+    return (
+        type(kwargs) is dict
+        and type(state.get("args")) is tuple
+        and type(trigger).__module__.startswith(_TRIGGER_MODULE)
+        and _immutable(state["args"])
+        and _immutable(tuple(kwargs.values()))
+        and all(_immutable(v) for k, v in state.items() if k not in _SHARED_PARTS)
+    )
+
+
+def same_body(state: dict[str, Any], cached: dict[str, Any]) -> bool:
+    """Whether ``state`` (without its next run time) serializes to the body ``cached`` was
+    decoded from, so that body can be written again as it is."""
+    if state.keys() != cached.keys() or state["trigger"] is not cached["trigger"]:
+        return False
+    for key, value in state.items():
+        if key == "trigger":
+            continue
+        if key == "kwargs":
+            other = cached["kwargs"]
+            if type(value) is not dict or value.keys() != other.keys():
+                return False
+            if not all(_same(v, other[k]) for k, v in value.items()):
+                return False
+        elif value is not cached[key] and not _same(value, cached[key]):
+            return False
+    return True
+
+
+class StateCache:
+    """Decoded states by encoded job id, at most ``capacity`` of them (the oldest written
+    go first). Safe to share between threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: dict[bytes, CachedState] = {}
+
+    def get(self, id_key: bytes, stamp: bytes) -> CachedState | None:
+        """The entry of ``id_key`` if it was decoded from the record stamped ``stamp``."""
+        entry = self._entries.get(id_key)
+        return entry if entry is not None and entry.stamp == stamp else None
+
+    def latest(self, id_key: bytes) -> CachedState | None:
+        """The entry of ``id_key`` whatever its stamp (to reuse its serialized body)."""
+        return self._entries.get(id_key)
+
+    def put(self, id_key: bytes, entry: CachedState) -> None:
+        """Keep ``entry``; its state and attributes must be :func:`shareable`, and no
+        longer changed by anyone (copy a caller's keyword arguments first)."""
+        if not self.capacity:
+            return
+        entries = self._entries
+        entries.pop(id_key, None)
+        entries[id_key] = entry
+        while len(entries) > self.capacity:
+            try:
+                entries.pop(next(iter(entries)), None)
+            except (StopIteration, RuntimeError):  # emptied or changed by another thread
+                break
+
+    def discard(self, id_key: bytes) -> None:
+        self._entries.pop(id_key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
