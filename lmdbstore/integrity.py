@@ -16,7 +16,13 @@ from .keys import (
     index_key,
     job_key,
 )
-from .records import JobRecord, QuarantineEntry, record_job_id, record_run_key
+from .records import (
+    JobRecord,
+    QuarantineEntry,
+    decode_next_run_time,
+    record_job_id,
+    record_run_key,
+)
 from .serializers import Serializer
 
 
@@ -111,7 +117,7 @@ def _decode_error(data: bytes, serializer: Serializer) -> str:
         if record.serializer_tag != serializer.tag:
             return f"written by serializer #{record.serializer_tag}, not {serializer.name}"
         state = serializer.loads(record.body)
-        next_run_time = serializer.loads(record.next_run_time)
+        next_run_time = decode_next_run_time(record.next_run_time)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     if not isinstance(state, dict) or "id" not in state:

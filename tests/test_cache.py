@@ -1,0 +1,121 @@
+"""Jobs come from a cache of decoded states when their record is unchanged, yet every job
+returned is independent, and a change made anywhere else is always seen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from apscheduler.job import Job
+
+from lmdbstore import LMDBJobStore
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(params=[10_000, 0], ids=["cached", "uncached"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, scheduler: object) -> LMDBJobStore:
+    store = LMDBJobStore(tmp_path / "jobs.lmdb", cache_size=request.param)
+    store.start(scheduler, "store")
+    return store
+
+
+def test_changing_a_returned_job_changes_neither_the_store_nor_other_callers_jobs(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", args=(1, "a"), kwargs={"key": "value"}))
+    first = store.lookup_job("job")
+    second = store.lookup_job("job")
+    assert first is not None and second is not None
+
+    first.kwargs["key"] = "changed"
+    first.kwargs["new"] = 1
+    first._modify(name="renamed", args=(2,), next_run_time=None)
+
+    for job in (second, store.lookup_job("job"), store.get_all_jobs()[0]):
+        assert job is not None
+        assert job.kwargs == {"key": "value"}
+        assert job.args == (1, "a")
+        assert job.name == "job"
+        assert job.next_run_time is not None
+
+
+def test_mutable_arguments_are_never_shared_between_returned_jobs(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", args=([1, 2],), kwargs={"items": {"a": [1]}}))
+    first = store.lookup_job("job")
+    assert first is not None
+
+    first.args[0].append(3)
+    first.kwargs["items"]["a"].append(2)
+
+    again = store.lookup_job("job")
+    assert again is not None
+    assert again.args == ([1, 2],)
+    assert again.kwargs == {"items": {"a": [1]}}
+
+
+def test_a_job_updated_by_another_process_is_read_as_updated(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", datetime(2030, 1, 1)))
+    assert store.lookup_job("job") is not None  # now in this process's cache
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from lmdbstore import LMDBJobStore\n"
+            "store = LMDBJobStore(sys.argv[1])\n"
+            "job = store.lookup_job('job')\n"
+            "job._modify(name='renamed elsewhere', kwargs={'by': 'other'})\n"
+            "store.update_job(job)\n",
+            store.path,
+        ],
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
+    )
+
+    job = store.lookup_job("job")
+    assert job is not None
+    assert job.name == "renamed elsewhere"
+    assert job.kwargs == {"by": "other"}
+    assert store.get_all_jobs()[0].name == "renamed elsewhere"
+
+
+def test_rescheduling_keeps_every_other_field(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", datetime(2030, 1, 1), args=(1, 2.5, None), kwargs={"k": b"v"}))
+    for days in range(1, 4):
+        job = store.lookup_job("job")
+        assert job is not None
+        job._modify(next_run_time=job.next_run_time + timedelta(days=days))
+        store.update_job(job)
+
+    reopened = LMDBJobStore(store.path, cache_size=0)
+    job = reopened.lookup_job("job")
+    assert job is not None
+    assert job.next_run_time == make_job("x", datetime(2030, 1, 7)).next_run_time
+    assert (job.args, job.kwargs, job.name) == ((1, 2.5, None), {"k": b"v"}, "job")
+
+
+def test_a_changed_argument_of_equal_value_but_other_type_is_stored(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", args=(1,), kwargs={"zero": 0.0}))
+    job = store.lookup_job("job")
+    assert job is not None
+    job._modify(args=(1.0,), kwargs={"zero": -0.0})
+    store.update_job(job)
+
+    stored = LMDBJobStore(store.path, cache_size=0).lookup_job("job")
+    assert stored is not None
+    assert type(stored.args[0]) is float
+    assert str(stored.kwargs["zero"]) == "-0.0"
