@@ -1,0 +1,376 @@
+"""The two ends of a copy of jobs: an lmdbstore store, any of APScheduler's own persistent
+job stores (named by a URL), or a file in APScheduler's job export format.
+
+Every end is read and written as job *states*: reading never imports a job's callable and
+never deletes a job. (APScheduler's stores delete the jobs they cannot restore when they
+are read the usual way, through ``get_all_jobs``; so their rows are read here directly.)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+from apscheduler.job import Job
+from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError
+
+from .export_format import decode_value, encode_job, read_export, write_export
+from .inspection import load_state, open_store, read_records
+from .keys import encode_job_id, job_key
+from .records import JobRecord
+from .store import LMDBJobStore
+
+JobState = dict[str, Any]
+Outcome = Literal["copied", "replaced", "existing"]
+"""What adding a job did: stored it anew, replaced one of its id, or left that one alone."""
+_STANDARD_STREAM = "-"
+
+
+class EndpointError(Exception):
+    """An end of a copy cannot be opened or reached; the message names it."""
+
+
+class RawJob(NamedTuple):
+    """A job as an end holds it, not yet decoded."""
+
+    job_id: str
+    data: Any
+
+
+def _not_imported() -> None:
+    """Stands in for the callable of a job built only to be stored."""
+
+
+_NOT_IMPORTED_REF = f"{__name__}:{_not_imported.__name__}"
+
+
+def job_for_storing(state: JobState) -> Job:
+    """Build a job from its state without importing its callable: good for storing it
+    (its state stays as given), not for running it.
+
+    :raises ValueError: if the state is of a newer job format (as ``Job.__setstate__``)
+    """
+    func = state["func"]
+    job = Job.__new__(Job)
+    job.__setstate__({**state, "func": _NOT_IMPORTED_REF})
+    if isinstance(func, str):
+        job.func_ref = func
+    else:  # a callable stored by value (cloudpickle)
+        job.func, job.func_ref = func, None
+    return job
+
+
+def _checked_state(state: object) -> JobState:
+    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
+        raise ValueError("it is not a job's state")
+    return state
+
+
+class Endpoint(ABC):
+    """A place jobs are copied from or to."""
+
+    description: str
+
+    def __str__(self) -> str:
+        return self.description
+
+    @abstractmethod
+    def raw_jobs(self) -> list[RawJob]:
+        """Return every job, undecoded, read at once."""
+
+    @abstractmethod
+    def decode(self, data: Any) -> JobState:
+        """Decode a :class:`RawJob`'s data into a job state, next run time included.
+
+        :raises Exception: whatever decoding raises
+        """
+
+    @abstractmethod
+    def contains(self, job_id: str) -> bool:
+        """Whether a job of that id is stored here."""
+
+    def prepare(self) -> None:  # noqa: B027 -- a hook, empty by default
+        """Get ready to be written to: connect, create what is missing."""
+
+    @abstractmethod
+    def add(self, state: JobState, replace_existing: bool) -> Outcome:
+        """Store a job, replacing one of the same id only if ``replace_existing``.
+
+        :raises Exception: whatever storing the job raises
+        """
+
+    def finish(self) -> None:  # noqa: B027 -- a hook, empty by default
+        """Make what was added durable (a file is written here)."""
+
+    def close(self) -> None:  # noqa: B027 -- a hook, empty by default
+        """Let go of connections and files."""
+
+
+def _add_to_store(store: BaseJobStore, state: JobState, replace_existing: bool) -> Outcome:
+    job = job_for_storing(state)
+    try:
+        store.add_job(job)
+    except ConflictingIdError:
+        if not replace_existing:
+            return "existing"
+        store.update_job(job)
+        return "replaced"
+    return "copied"
+
+
+class LMDBEndpoint(Endpoint):
+    """An lmdbstore store, read record by record; created on the first write if missing.
+
+    :param new_serializer: the serializer of a store created here
+    """
+
+    def __init__(self, path: str, new_serializer: str = "pickle") -> None:
+        self.description = f"lmdbstore store {path}"
+        self.path = path
+        self.new_serializer = new_serializer
+        self._store: LMDBJobStore | None = None
+        if os.path.exists(os.path.join(path, "data.mdb")):
+            self._store = open_store(path, new_serializer=new_serializer)
+
+    def raw_jobs(self) -> list[RawJob]:
+        if self._store is None:
+            raise EndpointError(f"{self.path!r} holds no lmdbstore store")
+        return [RawJob(*row) for row in read_records(self._store.environment)]
+
+    def decode(self, data: Any) -> JobState:
+        assert self._store is not None
+        return load_state(JobRecord.decode(data), self._store.serializer)  # type: ignore[no-any-return]
+
+    def contains(self, job_id: str) -> bool:
+        if self._store is None:
+            return False
+        env = self._store.environment
+        key = job_key(encode_job_id(job_id))
+        return env.read(lambda txn: txn.get(key, db=env.jobs)) is not None
+
+    def prepare(self) -> None:
+        if self._store is None:
+            self._store = open_store(self.path, new_serializer=self.new_serializer)
+
+    def add(self, state: JobState, replace_existing: bool) -> Outcome:
+        assert self._store is not None, "prepare() first"
+        return _add_to_store(self._store, state, replace_existing)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.shutdown()
+
+    @property
+    def serializer_name(self) -> str | None:
+        """The serializer of the store, if it exists."""
+        return self._store.serializer.name if self._store else None
+
+    @property
+    def quarantined(self) -> int:
+        """How many jobs of this store are in its quarantine (and are not copied)."""
+        return len(self._store.get_quarantined_jobs()) if self._store else 0
+
+
+class JobStoreEndpoint(Endpoint):
+    """One of APScheduler's job stores, written through its own ``add_job``/``update_job``
+    and read row by row."""
+
+    def __init__(self, description: str, store: BaseJobStore) -> None:
+        self.description = description
+        self.store = store
+
+    def decode(self, data: Any) -> JobState:
+        return _checked_state(pickle.loads(data))
+
+    def prepare(self) -> None:
+        try:
+            self.store.start(None, "lmdbstore")  # creates the table of a SQL database
+        except Exception as exc:
+            raise EndpointError(f"cannot write to {self}: {exc}") from exc
+
+    def add(self, state: JobState, replace_existing: bool) -> Outcome:
+        return _add_to_store(self.store, state, replace_existing)
+
+    def close(self) -> None:
+        self.store.shutdown()
+
+
+class SQLAlchemyEndpoint(JobStoreEndpoint):
+    """A ``SQLAlchemyJobStore`` (SQLite, PostgreSQL, MySQL, ...), table ``apscheduler_jobs``."""
+
+    def __init__(self, url: str) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        super().__init__(f"SQL database {_without_password(url)}", SQLAlchemyJobStore(url=url))
+
+    def _has_table(self) -> bool:
+        from sqlalchemy import inspect
+
+        table = self.store.jobs_t
+        return bool(inspect(self.store.engine).has_table(table.name, schema=table.schema))
+
+    def raw_jobs(self) -> list[RawJob]:
+        from sqlalchemy import select
+
+        if not self._has_table():
+            return []
+        table = self.store.jobs_t
+        query = select(table.c.id, table.c.job_state).order_by(table.c.next_run_time)
+        with self.store.engine.begin() as connection:
+            return [RawJob(row.id, row.job_state) for row in connection.execute(query)]
+
+    def contains(self, job_id: str) -> bool:
+        from sqlalchemy import select
+
+        if not self._has_table():
+            return False
+        table = self.store.jobs_t
+        with self.store.engine.begin() as connection:
+            query = select(table.c.id).where(table.c.id == job_id)
+            return connection.execute(query).first() is not None
+
+
+class RedisEndpoint(JobStoreEndpoint):
+    """A ``RedisJobStore``: hash ``apscheduler.jobs``, sorted set ``apscheduler.run_times``."""
+
+    def __init__(self, url: str) -> None:
+        from apscheduler.jobstores.redis import RedisJobStore
+        from redis.connection import parse_url
+
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        if options.pop("connection_class", None) is not None:
+            options["ssl"] = True  # rediss://
+        store = RedisJobStore(db=options.pop("db", 0), **options)
+        super().__init__(f"Redis {_without_password(url)}", store)
+
+    def raw_jobs(self) -> list[RawJob]:
+        states = self.store.redis.hgetall(self.store.jobs_key)
+        return sorted(RawJob(key.decode("utf-8"), value) for key, value in states.items())
+
+    def contains(self, job_id: str) -> bool:
+        return bool(self.store.redis.hexists(self.store.jobs_key, job_id))
+
+    def prepare(self) -> None:
+        super().prepare()
+        try:
+            self.store.redis.ping()
+        except Exception as exc:
+            raise EndpointError(f"cannot write to {self}: {exc}") from exc
+
+
+class MongoDBEndpoint(JobStoreEndpoint):
+    """A ``MongoDBJobStore``: database ``apscheduler``, collection ``jobs``."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            from apscheduler.jobstores.mongodb import MongoDBJobStore
+        except ImportError as exc:
+            raise EndpointError("MongoDB needs pymongo: pip install pymongo") from exc
+        super().__init__(f"MongoDB {_without_password(url)}", MongoDBJobStore(host=url))
+
+    def raw_jobs(self) -> list[RawJob]:
+        documents = self.store.collection.find({}, ["_id", "job_state"])
+        return [RawJob(document["_id"], document["job_state"]) for document in documents]
+
+    def contains(self, job_id: str) -> bool:
+        return self.store.collection.find_one({"_id": job_id}, ["_id"]) is not None
+
+
+class ExportFileEndpoint(Endpoint):
+    """A file in APScheduler's job export format (``-``: standard input or output).
+
+    Written to, it is a new file: it holds the jobs added, and replaces any file of that
+    name once they are all added.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = "standard stream" if path == _STANDARD_STREAM else f"file {path}"
+        self._encoded: dict[str, str] = {}
+
+    def raw_jobs(self) -> list[RawJob]:
+        try:
+            if self.path == _STANDARD_STREAM:
+                jobs = read_export(sys.stdin)
+            else:
+                with open(self.path, encoding="utf-8") as file:
+                    jobs = read_export(file)
+        except (OSError, ValueError) as exc:
+            raise EndpointError(f"cannot read {self}: {exc}") from exc
+        return [RawJob(_exported_id(job, number), job) for number, job in enumerate(jobs, 1)]
+
+    def decode(self, data: Any) -> JobState:
+        state = _checked_state(decode_value(data))
+        # JSON turns the tuple of arguments into a list; a Job holds a tuple.
+        state["args"] = tuple(state["args"])
+        return state
+
+    def contains(self, job_id: str) -> bool:
+        return job_id in self._encoded
+
+    def add(self, state: JobState, replace_existing: bool) -> Outcome:
+        job_id = state["id"]
+        outcome: Outcome = "replaced" if job_id in self._encoded else "copied"
+        if outcome == "replaced" and not replace_existing:
+            return "existing"
+        self._encoded[job_id] = encode_job(state)
+        return outcome
+
+    def finish(self) -> None:
+        if self.path == _STANDARD_STREAM:
+            write_export(self._encoded.values(), sys.stdout)
+            sys.stdout.write("\n")
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=directory, prefix=".export-", delete=False
+        ) as file:
+            try:
+                write_export(self._encoded.values(), file)
+                file.flush()
+                os.fsync(file.fileno())
+            except BaseException:
+                os.unlink(file.name)
+                raise
+        os.replace(file.name, self.path)
+
+
+def _exported_id(job: Any, number: int) -> str:
+    job_id = job.get("id") if isinstance(job, dict) else None
+    return job_id if isinstance(job_id, str) else f"(job #{number} of the file, without id)"
+
+
+def _without_password(url: str) -> str:
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)
+
+
+def open_endpoint(name: str, *, new_serializer: str = "pickle") -> Endpoint:
+    """Open the end of a copy that ``name`` names: a file ending in ``.json`` (export
+    format), a URL (``redis://``, ``rediss://``, ``mongodb://``, ``mongodb+srv://``, or any
+    SQLAlchemy URL: ``sqlite:///jobs.sqlite``, ``postgresql://...``), or else the path of
+    an lmdbstore store.
+
+    :param new_serializer: the serializer of an lmdbstore store created by the copy
+    :raises EndpointError: if ``name`` names nothing that can be opened
+    """
+    if name.endswith(".json") or name == _STANDARD_STREAM:
+        return ExportFileEndpoint(name)
+    scheme, found, _ = name.partition("://")
+    try:
+        if not found:
+            return LMDBEndpoint(name, new_serializer=new_serializer)
+        if scheme.lower() in ("redis", "rediss"):
+            return RedisEndpoint(name)
+        if scheme.lower() in ("mongodb", "mongodb+srv"):
+            return MongoDBEndpoint(name)
+        return SQLAlchemyEndpoint(name)
+    except EndpointError:
+        raise
+    except Exception as exc:
+        raise EndpointError(f"cannot open {_without_password(name)}: {exc}") from exc
