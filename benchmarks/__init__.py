@@ -1,0 +1,1 @@
+"""Benchmarks of LMDBJobStore against APScheduler's own job stores: ``python -m benchmarks``."""
