@@ -248,7 +248,6 @@ class StoreStats:
     map_size: int
     map_used: int
     file_size: int
-    readers: int
 
 
 def read_stats(store: LMDBJobStore) -> StoreStats:
@@ -285,5 +284,4 @@ def read_stats(store: LMDBJobStore) -> StoreStats:
         map_size=info["map_size"],
         map_used=(info["last_pgno"] + 1) * page_size,
         file_size=os.path.getsize(os.path.join(env.path, "data.mdb")),
-        readers=info["num_readers"],
     )

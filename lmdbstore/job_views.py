@@ -125,6 +125,11 @@ def job_details(job: StoredJob) -> dict[str, Any]:
     return details
 
 
+def _stored_time(moment: datetime | None) -> str:
+    """A moment as stored: in its own time zone, named."""
+    return "paused" if moment is None else f"{moment.isoformat()} ({moment.tzinfo})"
+
+
 def job_fields(job: StoredJob) -> str:
     """Every field of a job, one a line, for ``show``."""
     details = job_details(job)
@@ -133,6 +138,7 @@ def job_fields(job: StoredJob) -> str:
         ("name", details["name"]),
         ("func", details["func"]),
         ("trigger", details["trigger"]),
+        ("next run time", None if job.state is None else _stored_time(job.state["next_run_time"])),
         ("next run (local)", local_time(job.next_run_time)),
         ("next run (UTC)", utc_time(job.next_run_time)),
         ("paused", yes_no(details["paused"])),
@@ -185,7 +191,6 @@ def stats_fields(stats: StoreStats) -> str:
             ("map size", byte_size(stats.map_size)),
             ("map used", f"{byte_size(stats.map_used)} ({used:.1f}%)"),
             ("data file", byte_size(stats.file_size)),
-            ("readers", stats.readers),
         ]
     )
 
