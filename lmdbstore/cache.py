@@ -13,6 +13,7 @@ for each job), a textual reference to the callable, and one of APScheduler's own
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
@@ -37,6 +38,20 @@ class CachedState(NamedTuple):
     state: dict[str, Any]
     attributes: Attributes
     next_run_time: Any
+    func: Any
+    """The callable its textual reference named when it was decoded."""
+    module: str
+    """The module of that reference."""
+    path: tuple[str, ...]
+    """The names leading from the module to the callable."""
+
+    def is_current(self) -> bool:
+        """Whether the reference still names the same callable, as a decode now would
+        find (it fails if the callable was removed, and differs if it was reloaded)."""
+        obj = sys.modules.get(self.module)
+        for name in self.path:
+            obj = getattr(obj, name, None)
+        return obj is self.func
 
 
 def job_attributes(job: Job) -> Attributes:
@@ -53,7 +68,17 @@ def cache_entry(stamp: bytes, body: bytes, state: dict[str, Any], job: Job) -> C
     attributes = tuple(
         (name, kwargs if name == "kwargs" else value) for name, value in job_attributes(job)
     )
-    return CachedState(stamp, body, {**state, "kwargs": kwargs}, attributes, job.next_run_time)
+    module, _, path = job.func_ref.partition(":")
+    return CachedState(
+        stamp,
+        body,
+        {**state, "kwargs": kwargs},
+        attributes,
+        job.next_run_time,
+        job.func,
+        module,
+        tuple(path.split(".")),
+    )
 
 
 def build_job(cached: CachedState) -> Job:
@@ -128,9 +153,12 @@ class StateCache:
         self._entries: dict[bytes, CachedState] = {}
 
     def get(self, id_key: bytes, stamp: bytes) -> CachedState | None:
-        """The entry of ``id_key`` if it was decoded from the record stamped ``stamp``."""
+        """The entry of ``id_key`` if it was decoded from the record stamped ``stamp`` and
+        its callable is still the one its reference names."""
         entry = self._entries.get(id_key)
-        return entry if entry is not None and entry.stamp == stamp else None
+        if entry is None or entry.stamp != stamp or not entry.is_current():
+            return None
+        return entry
 
     def latest(self, id_key: bytes) -> CachedState | None:
         """The entry of ``id_key`` whatever its stamp (to reuse its serialized body)."""

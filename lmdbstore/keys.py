@@ -57,6 +57,14 @@ def encode_run_time(run_time: datetime | None) -> bytes:
     return _U64.pack(wall_clock_microseconds(run_time) - offset_us)
 
 
+_UNIX_EPOCH_US = wall_clock_microseconds(datetime(1970, 1, 1))
+
+
+def encode_timestamp(seconds: float) -> bytes:
+    """Encode a POSIX timestamp (``time.time()``) as :func:`encode_run_time` would."""
+    return _U64.pack(_UNIX_EPOCH_US + round(seconds * 1_000_000))
+
+
 def decode_run_time(key: bytes) -> datetime | None:
     """Return the instant an :func:`encode_run_time` key names, as an aware datetime
     (UTC where the calendar allows), or ``None`` for a paused job."""
@@ -69,7 +77,7 @@ def decode_run_time(key: bytes) -> datetime | None:
     except OverflowError:
         # The first and last hours of the calendar exist in UTC only as other offsets.
         zone = timezone(_LATEST_OFFSET if delta.days < 0 else -_LATEST_OFFSET)
-        return (_CALENDAR_START + delta + zone.utcoffset(None)).replace(tzinfo=zone)
+        return (_CALENDAR_START + (delta + zone.utcoffset(None))).replace(tzinfo=zone)
 
 
 def encode_job_id(job_id: str) -> bytes:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-from collections.abc import Iterable
-from datetime import datetime, timezone
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
@@ -33,9 +34,11 @@ from .keys import (
     decode_run_time,
     encode_job_id,
     encode_run_time,
+    encode_timestamp,
     index_key,
     job_key,
 )
+from .leases import after, leases_in_force, new_owner, release_lease, take_lease
 from .records import (
     JobRecord,
     QuarantineEntry,
@@ -48,10 +51,13 @@ from .records import (
 )
 from .serializers import SERIALIZER_NAMES, Serializer, make_serializer
 from .wakeup import BatchWatchdog, EncodedJob, WakeupBatch, scheduler_lock_held
+from .watcher import ChangeWatcher
 
+T = TypeVar("T")
 _DURABILITIES = ("full", "relaxed")
 _MIN_MAP_SIZE = 1024 * 1024
 DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_LEASE = 30.0
 
 
 class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
@@ -80,6 +86,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     :param cache_size: how many decoded jobs to keep in memory, so that a job unchanged
         since this process last read or wrote it is not unpickled again (0: none)
     :param group_commit: commit the writes of each scheduler wakeup together
+    :param lease: seconds for which a scheduler's wakeup holds the jobs it takes, so that
+        several schedulers (in several processes) can share the store and each run time
+        goes to one of them; a scheduler that dies leaves its jobs due to the others once
+        its lease runs out. ``None``: no leases, APScheduler's plain semantics (every
+        scheduler on the store runs every job).
+    :param watch_changes: wake the scheduler when another process changes the store
     """
 
     def __init__(
@@ -93,6 +105,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         readonly: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
         group_commit: bool = True,
+        lease: float | None = DEFAULT_LEASE,
+        watch_changes: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
@@ -110,7 +124,15 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             raise ValueError(
                 f'The "cache_size" parameter must be an int of at least 0, not {cache_size!r}'
             )
-        for name, flag in (("readonly", readonly), ("group_commit", group_commit)):
+        if lease is not None and (
+            not isinstance(lease, (int, float)) or isinstance(lease, bool) or not lease > 0
+        ):
+            raise ValueError(
+                f'The "lease" parameter must be a positive number of seconds or None, '
+                f"not {lease!r}"
+            )
+        flags = (("readonly", readonly), ("group_commit", group_commit))
+        for name, flag in (*flags, ("watch_changes", watch_changes)):
             if not isinstance(flag, bool):
                 raise ValueError(f'The "{name}" parameter must be a bool, not {flag!r}')
         self.path = os.fspath(path)
@@ -120,6 +142,11 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self.durability = durability
         self.readonly = readonly
         self.group_commit = group_commit
+        self.lease = lease
+        self.watch_changes = watch_changes
+        self._token = new_owner()
+        self._own_commits: set[int] = set()
+        self._watcher: ChangeWatcher | None = None
         self._cache = StateCache(cache_size)
         self._lock = threading.Lock()
         self._environment: StoreEnvironment | None = None
@@ -134,14 +161,21 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, scheduler: Any, alias: str) -> None:
-        self._stop_watchdog()
+        self._stop_threads()
         super().start(scheduler, alias)
-        self._open()
+        env = self._open()
+        if scheduler is not None and self.watch_changes:
+            self._watcher = ChangeWatcher(
+                os.path.join(env.path, "data.mdb"),
+                lambda: int(env.env.info()["last_txnid"]),
+                self._is_own_commit,
+                scheduler.wakeup,
+            )
 
     def shutdown(self) -> None:
         """Commit what is pending and close the store; it opens again on its next use."""
         self._flush()
-        self._stop_watchdog()
+        self._stop_threads()
         with self._lock:
             environment, self._environment = self._environment, None
         if environment is not None:
@@ -176,6 +210,34 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             raise ReadOnlyStoreError(self.path)
         return self._env
 
+    def _write(self, operation: Callable[[Transaction], T]) -> T:
+        """Run ``operation`` in a write transaction; remember the commit as this store's
+        own, so that the change watcher does not wake the scheduler for it."""
+        env = self._writable_env()
+        if self._watcher is None:
+            return env.write(operation)
+        txn_ids = []
+
+        def recorded(txn: Transaction) -> T:
+            txn_ids.append(txn.id())
+            return operation(txn)
+
+        result = env.write(recorded)
+        self._own_commits.add(txn_ids[-1])
+        return result
+
+    def _is_own_commit(self, txn_id: int) -> bool:
+        try:
+            self._own_commits.remove(txn_id)
+        except KeyError:
+            return False
+        return True
+
+    @property
+    def _owner(self) -> bytes:
+        """This store object's name in leases (a forked child is another owner)."""
+        return self._token + os.getpid().to_bytes(4, "big")
+
     # -- reads ---------------------------------------------------------------------------
 
     def lookup_job(self, job_id: str) -> Job | None:
@@ -191,33 +253,83 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def get_due_jobs(self, now: datetime) -> list[Job]:
         limit = encode_run_time(now)
         self._flush()
-        rows = self._env.read(lambda txn: self._scan(txn, limit))
+        in_wakeup = scheduler_lock_held(self._scheduler)
+        leased = in_wakeup and self.lease is not None and not self.readonly
+        if leased:
+            rows = self._take_due(now, limit)
+        else:
+            rows = self._env.read(lambda txn: self._scan(txn, b"", limit))
         jobs = self._restore_jobs(rows)
-        if jobs and self.group_commit and scheduler_lock_held(self._scheduler):
-            self._open_batch({id_key: record_stamp(data) for id_key, data in rows})
+        if in_wakeup and ((jobs and self.group_commit) or (leased and rows)):
+            self._open_batch({id_key: record_stamp(data) for id_key, data in rows}, leased)
         return jobs
+
+    def _take_due(self, now: datetime, limit: bytes) -> list[tuple[bytes, bytes]]:
+        """Lease the due jobs no other scheduler holds, and return them (see leases.py)."""
+        env = self._env
+        owner = self._owner
+
+        def first_free(txn: Transaction) -> bytes | None:
+            start = after(leases_in_force(txn, env.meta, owner, limit).floor)
+            with txn.cursor(db=env.index) as cursor:
+                return cursor.key() if cursor.set_range(start) else None
+
+        first = env.read(first_free)
+        if first is None or first[:RUN_TIME_SIZE] > limit:
+            return []  # an idle wakeup: no write
+        expiry = encode_run_time(now + timedelta(seconds=self.lease or 0))
+
+        def take(txn: Transaction) -> list[tuple[bytes, bytes]]:
+            start = after(leases_in_force(txn, env.meta, owner, limit).floor)
+            rows = self._scan(txn, start, limit)
+            if rows:
+                take_lease(txn, env.meta, owner, limit, expiry)
+            return rows
+
+        return self._write(take)
 
     def get_next_run_time(self) -> datetime | None:
         self._flush()
         env = self._env
+        leased = self.lease is not None
 
-        def first_key(txn: Transaction) -> bytes | None:
+        def next_key(txn: Transaction) -> bytes | None:
             with txn.cursor(db=env.index) as cursor:
-                return cursor.key() if cursor.first() else None
+                if not cursor.first():
+                    return None
+                first: bytes = cursor.key()[:RUN_TIME_SIZE]
+                if not leased:
+                    return first
+                now = encode_timestamp(time.time())
+                if first > now:
+                    return first  # leases cover only what was due when they were taken
+                lease = leases_in_force(txn, env.meta, self._owner, now)
+                if first > lease.floor:
+                    return first
+                # The first jobs are another scheduler's until it is done or its lease ends.
+                if not cursor.set_range(after(lease.floor)):
+                    return lease.expiry
+                free: bytes = cursor.key()[:RUN_TIME_SIZE]
+                return min(lease.expiry, free)
 
-        key = env.read(first_key)
+        key = env.read(next_key)
         return None if key is None else decode_run_time(key)
 
     def get_all_jobs(self) -> list[Job]:
         self._flush()
-        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, None)))
+        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, b"", None)))
 
-    def _scan(self, txn: Transaction, limit: bytes | None) -> list[tuple[bytes, bytes]]:
-        """Return (id key, record) of the jobs in index order, up to run time ``limit``."""
+    def _scan(
+        self, txn: Transaction, start: bytes, limit: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Return (id key, record) of the jobs in index order, from index key ``start`` up
+        to run time ``limit``."""
         env = self._env
         get = txn.get
-        rows = []
+        rows: list[tuple[bytes, bytes]] = []
         with txn.cursor(db=env.index) as cursor:
+            if not cursor.set_range(start):
+                return rows
             for key in cursor.iternext(values=False):
                 if limit is not None and key[:RUN_TIME_SIZE] > limit:
                     break
@@ -245,7 +357,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                     raise ConflictingIdError(job.job_id)
                 txn.put(index_key(record_run_key(job.record), job.id_key), b"", db=env.index)
 
-        env.write(add_all)
+        self._write(add_all)
         self._remember(encoded)
 
     def update_job(self, job: Job) -> None:
@@ -260,7 +372,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 raise JobLookupError(job.id)
             self._replace_record(txn, encoded.id_key, old, encoded.record)
 
-        env.write(update)
+        self._write(update)
         self._remember([encoded])
 
     def set_next_run_time(self, job_id: str, run_time: datetime | None) -> None:
@@ -284,7 +396,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             )
             self._replace_record(txn, id_key, old, record.encode())
 
-        env.write(reschedule)
+        self._write(reschedule)
 
     def remove_job(self, job_id: str) -> None:
         id_key = encode_job_id(job_id)
@@ -298,7 +410,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 raise JobLookupError(job_id)
             self._delete_record(txn, id_key, old)
 
-        env.write(remove)
+        self._write(remove)
         self._cache.discard(id_key)
 
     def remove_all_jobs(self) -> None:
@@ -310,7 +422,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             txn.drop(env.jobs, delete=False)
             txn.drop(env.index, delete=False)
 
-        env.write(remove_all)
+        self._write(remove_all)
         self._cache.clear()
 
     def _replace_record(self, txn: Transaction, id_key: bytes, old: bytes, new: bytes) -> None:
@@ -340,9 +452,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     # -- group commit of a wakeup --------------------------------------------------------
 
-    def _open_batch(self, read_stamps: dict[bytes, bytes]) -> None:
+    def _open_batch(self, read_stamps: dict[bytes, bytes], leased: bool) -> None:
         with self._batch_lock:
-            self._batch = WakeupBatch(read_stamps)
+            self._batch = WakeupBatch(read_stamps, leased)
             if self._watchdog is None:
                 self._watchdog = BatchWatchdog(self._scheduler, self._flush)
             self._watchdog.watch(self._batch)
@@ -354,7 +466,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             batch = self._batch
             if batch is None:
                 return False
-            if batch.takes(id_key):
+            if self.group_commit and batch.takes(id_key):
                 batch.writes[id_key] = write
                 return True
         self._flush()
@@ -369,7 +481,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             if pending is None or (batch is not None and pending is not batch):
                 return
             self._batch = None
-            if pending.writes:
+            if pending.writes or pending.leased:
                 self._commit_batch(pending)
 
     def _commit_batch(self, batch: WakeupBatch) -> None:
@@ -386,20 +498,26 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 else:
                     self._replace_record(txn, id_key, current, write.record)
                     written.append(write)
+            if batch.leased:
+                release_lease(txn, env.meta, self._owner)
             return written
 
         try:
-            written = env.write(commit)
+            written = self._write(commit)
         finally:
             for id_key in batch.writes:
                 self._cache.discard(id_key)
         self._remember(written)
 
-    def _stop_watchdog(self) -> None:
+    def _stop_threads(self) -> None:
         with self._batch_lock:
             watchdog, self._watchdog = self._watchdog, None
+            watcher, self._watcher = self._watcher, None
         if watchdog is not None:
             watchdog.stop()
+        if watcher is not None:
+            watcher.stop()
+        self._own_commits.clear()
 
     # -- serialization -------------------------------------------------------------------
 
@@ -521,7 +639,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 moved.append((job_id, exc))
             return moved
 
-        for job_id, exc in env.write(move):
+        for job_id, exc in self._write(move):
             self._logger.warning(
                 'Unable to restore job "%s" -- moved it to the quarantine of %r',
                 job_id,
@@ -565,7 +683,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             txn.put(index_key(record_run_key(record), id_key), b"", db=env.index)
             txn.delete(key, db=env.quarantine)
 
-        env.write(restore)
+        self._write(restore)
         return job
 
     def purge_quarantined_job(self, job_id: str) -> None:
@@ -580,7 +698,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             if not txn.delete(key, db=env.quarantine):
                 raise QuarantineLookupError(job_id)
 
-        env.write(purge)
+        self._write(purge)
 
 
 def _is_int(value: object) -> bool:

@@ -35,8 +35,10 @@ class EncodedJob(NamedTuple):
 class WakeupBatch:
     """The writes of one wakeup, made by the thread running it, to jobs it was handed."""
 
-    def __init__(self, read_stamps: dict[bytes, bytes]) -> None:
+    def __init__(self, read_stamps: dict[bytes, bytes], leased: bool) -> None:
         self.owner = threading.get_ident()
+        self.leased = leased
+        """Whether the wakeup holds a lease on its jobs, to release at commit."""
         self.read_stamps = read_stamps
         """The stamp of each due job's record, as the wakeup read it, by id key."""
         self.writes: dict[bytes, EncodedJob | None] = {}

@@ -1,0 +1,110 @@
+"""Noticing changes that other processes make to a store, to wake the local scheduler.
+
+APScheduler only looks at its stores when it wakes up: at the time it computed, or when
+a change goes through the scheduler itself. A job added by another process would wait
+for that. :class:`ChangeWatcher` watches the store's data file with Linux inotify (no
+CPU at all while nothing changes; elsewhere it polls 10 times a second) and calls
+``wakeup`` when a transaction it did not make itself was committed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable
+
+_IN_MODIFY = 0x00000002
+_POLL_SECONDS = 0.1
+_SETTLE_SECONDS = 0.005
+_logger = logging.getLogger(__name__)
+
+
+def _inotify_fd(path: str) -> int | None:
+    """An inotify descriptor watching ``path`` for writes, or ``None`` where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    except (OSError, AttributeError):
+        return None
+    if fd < 0:
+        return None
+    if libc.inotify_add_watch(fd, os.fsencode(path), _IN_MODIFY) < 0:
+        os.close(fd)
+        return None
+    return int(fd)
+
+
+class ChangeWatcher:
+    """A daemon thread calling ``wakeup`` after each commit by someone else.
+
+    :param data_file: the file every commit writes (LMDB's ``data.mdb``)
+    :param last_commit: returns the id of the last committed transaction
+    :param is_own: whether the transaction with this id was committed by the watcher's
+        own store (the scheduler knows of those already)
+    """
+
+    def __init__(
+        self,
+        data_file: str,
+        last_commit: Callable[[], int],
+        is_own: Callable[[int], bool],
+        wakeup: Callable[[], None],
+    ) -> None:
+        self._last_commit = last_commit
+        self._is_own = is_own
+        self._wakeup = wakeup
+        self._seen = last_commit()
+        self._inotify = _inotify_fd(data_file)
+        self._stop_read, self._stop_write = os.pipe()
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="lmdbstore-watcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def uses_inotify(self) -> bool:
+        """Whether changes are noticed by inotify rather than by polling."""
+        return self._inotify is not None
+
+    def stop(self) -> None:
+        """Stop the thread and free its descriptors."""
+        if self.pid != os.getpid():
+            return  # a forked child has no such thread, and must leave the parent's alone
+        os.write(self._stop_write, b"x")
+        self._thread.join()
+        for fd in (self._inotify, self._stop_read, self._stop_write):
+            if fd is not None:
+                os.close(fd)
+
+    def _run(self) -> None:
+        watched = [self._stop_read] if self._inotify is None else [self._stop_read, self._inotify]
+        timeout = _POLL_SECONDS if self._inotify is None else None
+        while True:
+            ready, _, _ = select.select(watched, [], [], timeout)
+            if self._stop_read in ready:
+                return
+            if self._inotify is not None:
+                threading.Event().wait(_SETTLE_SECONDS)  # let a burst of writes end
+                self._drain()
+            try:
+                self._check()
+            except Exception:
+                _logger.exception("Could not check the store for changes")
+
+    def _drain(self) -> None:
+        assert self._inotify is not None
+        try:
+            while os.read(self._inotify, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _check(self) -> None:
+        last = self._last_commit()
+        changed = any(not self._is_own(txn) for txn in range(self._seen + 1, last + 1))
+        self._seen = last
+        if changed:
+            self._wakeup()
