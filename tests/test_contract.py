@@ -123,7 +123,7 @@ def test_lookup_of_a_missing_id_returns_none(store: BaseJobStore, make_job: Make
 
 
 def test_duplicate_id_is_refused_and_stored_job_is_kept(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     store.add_job(make_job("twice", NOON, name="first"))
 
@@ -131,7 +131,7 @@ def test_duplicate_id_is_refused_and_stored_job_is_kept(
         store.add_job(make_job("twice", MORNING, name="second"))
 
     kept = store.lookup_job("twice")
-    assert (kept.name, kept.next_run_time) == ("first", make_job("x", NOON).next_run_time)
+    assert (kept.name, kept.next_run_time) == ("first", localize(timezone, NOON))
     assert ids(store.get_all_jobs()) == ["twice"]
     assert store.get_next_run_time() == kept.next_run_time
 
@@ -140,7 +140,7 @@ def test_duplicate_id_is_refused_and_stored_job_is_kept(
 
 
 def test_update_of_a_missing_id_raises_job_lookup_error_and_adds_nothing(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("present", NOON))
 
@@ -149,7 +149,7 @@ def test_update_of_a_missing_id_raises_job_lookup_error_and_adds_nothing(
 
     assert store.lookup_job("missing") is None
     assert ids(store.get_all_jobs()) == ["present"]
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
+    assert store.get_next_run_time() == localize(timezone, NOON)
 
 
 def test_update_replaces_the_stored_job(store: BaseJobStore, make_job: MakeJob) -> None:
@@ -161,52 +161,72 @@ def test_update_replaces_the_stored_job(store: BaseJobStore, make_job: MakeJob) 
     assert (changed.name, changed.args, changed.max_instances) == ("renamed", (1, 2), 5)
 
 
+def test_a_returned_job_changed_and_updated_is_stored_changed(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
+    """What the scheduler does at each wakeup and in ``modify_job``: it changes the very
+    job object the store returned, then gives it back."""
+    add_jobs(store, make_job, ("a", MORNING), ("b", NOON))
+    [due] = store.get_due_jobs(localize(timezone, MORNING))
+
+    due._modify(next_run_time=localize(timezone, EVENING), name="changed")
+    store.update_job(due)
+
+    assert ids(store.get_all_jobs()) == ["b", "a"]
+    assert store.lookup_job("a").name == "changed"
+    assert store.get_next_run_time() == localize(timezone, NOON)
+
+
 def test_update_that_changes_the_run_time_reorders_the_jobs(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("a", MORNING), ("b", NOON), ("c", EVENING))
 
     store.update_job(make_job("a", NEXT_DAY))
 
     assert ids(store.get_all_jobs()) == ["b", "c", "a"]
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
-    assert ids(store.get_due_jobs(make_job("x", EVENING).next_run_time)) == ["b", "c"]
-    assert store.lookup_job("a").next_run_time == make_job("x", NEXT_DAY).next_run_time
+    assert store.get_next_run_time() == localize(timezone, NOON)
+    assert ids(store.get_due_jobs(localize(timezone, EVENING))) == ["b", "c"]
+    assert store.lookup_job("a").next_run_time == localize(timezone, NEXT_DAY)
 
 
-def test_pausing_through_update_moves_the_job_last(store: BaseJobStore, make_job: MakeJob) -> None:
+def test_pausing_through_update_moves_the_job_last(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
     add_jobs(store, make_job, ("a", MORNING), ("b", NOON), ("c", EVENING))
 
     store.update_job(make_job("a", None))
 
     assert ids(store.get_all_jobs()) == ["b", "c", "a"]
     assert store.lookup_job("a").next_run_time is None
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
-    assert ids(store.get_due_jobs(make_job("x", NEXT_DAY).next_run_time)) == ["b", "c"]
+    assert store.get_next_run_time() == localize(timezone, NOON)
+    assert ids(store.get_due_jobs(localize(timezone, NEXT_DAY))) == ["b", "c"]
 
 
 def test_resuming_through_update_puts_the_job_back_in_run_time_order(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("a", None), ("b", NOON), ("c", EVENING))
 
     store.update_job(make_job("a", MORNING))
 
     assert ids(store.get_all_jobs()) == ["a", "b", "c"]
-    assert store.get_next_run_time() == make_job("x", MORNING).next_run_time
+    assert store.get_next_run_time() == localize(timezone, MORNING)
 
 
 # -- remove_job and remove_all_jobs ----------------------------------------------------------
 
 
-def test_remove_job_removes_that_job_only(store: BaseJobStore, make_job: MakeJob) -> None:
+def test_remove_job_removes_that_job_only(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
     add_jobs(store, make_job, ("a", MORNING), ("b", NOON), ("c", None))
 
     store.remove_job("a")
 
     assert store.lookup_job("a") is None
     assert ids(store.get_all_jobs()) == ["b", "c"]
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
+    assert store.get_next_run_time() == localize(timezone, NOON)
 
 
 def test_remove_of_a_missing_id_raises_job_lookup_error_and_keeps_the_jobs(
@@ -220,23 +240,27 @@ def test_remove_of_a_missing_id_raises_job_lookup_error_and_keeps_the_jobs(
     assert ids(store.get_all_jobs()) == ["present"]
 
 
-def test_a_removed_id_can_be_added_again(store: BaseJobStore, make_job: MakeJob) -> None:
+def test_a_removed_id_can_be_added_again(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
     add_jobs(store, make_job, ("again", NOON))
     store.remove_job("again")
 
     store.add_job(make_job("again", MORNING))
 
-    assert store.lookup_job("again").next_run_time == make_job("x", MORNING).next_run_time
+    assert store.lookup_job("again").next_run_time == localize(timezone, MORNING)
 
 
-def test_remove_all_jobs_empties_the_store(store: BaseJobStore, make_job: MakeJob) -> None:
+def test_remove_all_jobs_empties_the_store(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
     add_jobs(store, make_job, ("a", MORNING), ("b", NOON), ("c", None))
 
     store.remove_all_jobs()
 
     assert store.get_all_jobs() == []
     assert store.lookup_job("a") is None
-    assert store.get_due_jobs(make_job("x", NEXT_DAY).next_run_time) == []
+    assert store.get_due_jobs(localize(timezone, NEXT_DAY)) == []
     assert store.get_next_run_time() is None
     add_jobs(store, make_job, ("a", NOON))
     assert ids(store.get_all_jobs()) == ["a"]
@@ -272,9 +296,9 @@ def test_jobs_are_ordered_by_next_run_time_with_paused_jobs_last(
     "rowid), not by id",
 )
 def test_jobs_with_equal_run_times_and_paused_jobs_are_ordered_by_id(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
-    noon_in_utc = make_job("x", NOON).next_run_time.astimezone(fixed_timezone.utc)
+    noon_in_utc = localize(timezone, NOON).astimezone(fixed_timezone.utc)
     add_jobs(store, make_job, ("z-paused", None), ("c", NOON), ("a-paused", None))
     store.add_job(make_job("a", noon_in_utc))
     add_jobs(store, make_job, ("b", NOON), ("m-paused", None), ("0-morning", MORNING))
@@ -292,12 +316,12 @@ def test_jobs_with_equal_run_times_and_paused_jobs_are_ordered_by_id(
 
 
 def test_jobs_one_microsecond_apart_keep_their_order(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     earlier = datetime(2024, 7, 1, 12, 0, 0, 1)
     later = earlier + MICROSECOND
     add_jobs(store, make_job, ("a-later", later), ("b-earlier", earlier))
-    earlier_aware = make_job("x", earlier).next_run_time
+    earlier_aware = localize(timezone, earlier)
 
     assert ids(store.get_all_jobs()) == ["b-earlier", "a-later"]
     assert ids(store.get_due_jobs(earlier_aware)) == ["b-earlier"]
@@ -320,10 +344,10 @@ def test_jobs_one_microsecond_apart_keep_their_order(
     ids=lambda earlier: f"year-{earlier.year}",
 )
 def test_jobs_one_microsecond_apart_keep_their_order_far_from_1970(
-    store: BaseJobStore, make_job: MakeJob, earlier: datetime
+    store: BaseJobStore, make_job: MakeJob, earlier: datetime, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("a-later", earlier + MICROSECOND), ("b-earlier", earlier))
-    earlier_aware = make_job("x", earlier).next_run_time
+    earlier_aware = localize(timezone, earlier)
 
     assert ids(store.get_all_jobs()) == ["b-earlier", "a-later"]
     assert ids(store.get_due_jobs(earlier_aware)) == ["b-earlier"]
@@ -334,7 +358,7 @@ def test_jobs_one_microsecond_apart_keep_their_order_far_from_1970(
 
 
 def test_due_jobs_include_a_job_due_exactly_now_and_exclude_later_and_paused_ones(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     add_jobs(
         store,
@@ -344,19 +368,21 @@ def test_due_jobs_include_a_job_due_exactly_now_and_exclude_later_and_paused_one
         ("now", NOON),
         ("past", MORNING),
     )
-    now = make_job("x", NOON).next_run_time.astimezone(fixed_timezone.utc)
+    now = localize(timezone, NOON).astimezone(fixed_timezone.utc)
 
     assert ids(store.get_due_jobs(now)) == ["past", "now"]
 
 
-def test_no_jobs_are_due_before_the_earliest(store: BaseJobStore, make_job: MakeJob) -> None:
+def test_no_jobs_are_due_before_the_earliest(
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
+) -> None:
     add_jobs(store, make_job, ("noon", NOON), ("paused", None))
 
-    assert store.get_due_jobs(make_job("x", NOON - MICROSECOND).next_run_time) == []
+    assert store.get_due_jobs(localize(timezone, NOON - MICROSECOND)) == []
 
 
 def test_next_run_time_is_the_earliest_as_an_aware_datetime(
-    store: BaseJobStore, make_job: MakeJob
+    store: BaseJobStore, make_job: MakeJob, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("paused", None), ("noon", NOON), ("morning", MORNING))
 
@@ -364,7 +390,7 @@ def test_next_run_time_is_the_earliest_as_an_aware_datetime(
 
     assert next_run_time is not None
     assert next_run_time.utcoffset() is not None
-    assert next_run_time == make_job("x", MORNING).next_run_time
+    assert next_run_time == localize(timezone, MORNING)
 
 
 def test_next_run_time_is_none_when_the_store_is_empty(store: BaseJobStore) -> None:
@@ -389,12 +415,12 @@ def test_next_run_time_is_none_when_every_job_is_paused(
     "sets their alias before adding them",
 )
 def test_every_returned_job_has_the_scheduler_and_the_store_alias(
-    store: BaseJobStore, make_job: MakeJob, scheduler: BackgroundScheduler
+    store: BaseJobStore, make_job: MakeJob, scheduler: BackgroundScheduler, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("due", MORNING), ("later", EVENING), ("paused", None))
     returned = [
         *store.get_all_jobs(),
-        *store.get_due_jobs(make_job("x", NOON).next_run_time),
+        *store.get_due_jobs(localize(timezone, NOON)),
         store.lookup_job("paused"),
     ]
 
@@ -408,7 +434,7 @@ def test_every_returned_job_has_the_scheduler_and_the_store_alias(
 
 @on_stores("lmdb", "sqlalchemy", reason="MemoryJobStore forgets its jobs at shutdown()")
 def test_a_store_shut_down_and_started_again_still_holds_its_jobs(
-    store: BaseJobStore, make_job: MakeJob, scheduler: BackgroundScheduler
+    store: BaseJobStore, make_job: MakeJob, scheduler: BackgroundScheduler, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("noon", NOON), ("paused", None))
 
@@ -417,7 +443,7 @@ def test_a_store_shut_down_and_started_again_still_holds_its_jobs(
 
     jobs = store.get_all_jobs()
     assert [(job.id, job.next_run_time) for job in jobs] == [
-        ("noon", make_job("x", NOON).next_run_time),
+        ("noon", localize(timezone, NOON)),
         ("paused", None),
     ]
     assert [job._jobstore_alias for job in jobs] == ["again", "again"]
@@ -443,7 +469,7 @@ unserializable = pytest.mark.parametrize(
 @persistent_stores
 @unserializable
 def test_a_job_that_cannot_be_serialized_is_not_added(
-    store: BaseJobStore, make_job: MakeJob, changes: dict[str, Any], message: str
+    store: BaseJobStore, make_job: MakeJob, changes: dict[str, Any], message: str, timezone: tzinfo
 ) -> None:
     add_jobs(store, make_job, ("kept", NOON))
 
@@ -452,13 +478,13 @@ def test_a_job_that_cannot_be_serialized_is_not_added(
 
     assert store.lookup_job("unserializable") is None
     assert ids(store.get_all_jobs()) == ["kept"]
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
+    assert store.get_next_run_time() == localize(timezone, NOON)
 
 
 @persistent_stores
 @unserializable
 def test_a_job_that_cannot_be_serialized_does_not_replace_the_stored_one(
-    store: BaseJobStore, make_job: MakeJob, changes: dict[str, Any], message: str
+    store: BaseJobStore, make_job: MakeJob, changes: dict[str, Any], message: str, timezone: tzinfo
 ) -> None:
     store.add_job(make_job("kept", NOON, name="stored"))
 
@@ -467,4 +493,4 @@ def test_a_job_that_cannot_be_serialized_does_not_replace_the_stored_one(
 
     kept = store.lookup_job("kept")
     assert (kept.name, kept.func, kept.args) == ("stored", dummy_job, ())
-    assert store.get_next_run_time() == make_job("x", NOON).next_run_time
+    assert store.get_next_run_time() == localize(timezone, NOON)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from itertools import combinations
+from zoneinfo import ZoneInfo
 
 import pytest
+import pytz
 from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.pytz import timezones as pytz_timezones
@@ -27,6 +29,8 @@ DAY = timedelta(days=1)
 MICROSECOND = timedelta(microseconds=1)
 LATEST_EAST = timezone(DAY - MICROSECOND)
 LATEST_WEST = timezone(MICROSECOND - DAY)
+BERLIN = ZoneInfo("Europe/Berlin")
+FIRST_OF_REPEATED_HOUR = datetime(2024, 10, 27, 2, 30, tzinfo=BERLIN)
 
 fixed_offsets = st.timedeltas(min_value=MICROSECOND - DAY, max_value=DAY - MICROSECOND).map(
     timezone
@@ -112,11 +116,25 @@ def test_paused_jobs_sort_after_every_run_time(
 @example(datetime.max.replace(tzinfo=LATEST_EAST))
 @example(datetime.max.replace(tzinfo=LATEST_WEST))
 @example(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc))
+@example(FIRST_OF_REPEATED_HOUR.replace(fold=1))
+@example(datetime(2024, 3, 31, 2, 30, tzinfo=BERLIN))  # a skipped wall time
 def test_a_run_time_decodes_to_the_instant_it_encodes(run_time: datetime) -> None:
+    """Compared as instants: Python's ``==`` between datetimes of different zones is always
+    False for a wall time that repeats or is skipped."""
     decoded = decode_run_time(encode_run_time(run_time))
     assert decoded is not None
-    assert decoded == run_time
+    assert decoded.utcoffset() is not None
     assert instant(decoded) == instant(run_time)
+
+
+def test_a_repeated_wall_time_sorts_by_its_occurrence() -> None:
+    second_zoneinfo = FIRST_OF_REPEATED_HOUR.replace(fold=1)
+    first_pytz, second_pytz = (
+        pytz.timezone("Europe/Berlin").localize(datetime(2024, 10, 27, 2, 30), is_dst=is_dst)
+        for is_dst in (True, False)
+    )
+    for first, second in [(FIRST_OF_REPEATED_HOUR, second_zoneinfo), (first_pytz, second_pytz)]:
+        assert key_of(first, "b") < key_of(second, "a")
 
 
 def test_a_paused_run_time_decodes_to_none() -> None:
