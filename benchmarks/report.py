@@ -22,7 +22,7 @@ def number(value: float) -> str:
 def ratio(value: float) -> str:
     if value >= 10:
         return f"{value:,.0f}x"
-    return f"{value:.2f}x" if value >= 1 else f"{value:.2g}x"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
 
 
 def markdown(results: Results, targets: list[dict[str, Any]]) -> str:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,6 +24,8 @@ def run_benchmarks(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_tiny_run_writes_table_results_and_chart(tmp_path: Path) -> None:
+    for module in ("matplotlib", "psutil"):
+        pytest.importorskip(module, reason="the benchmark's own dependencies (extra: bench)")
     done = run_benchmarks(
         "--sizes", "50", "--stores", "lmdb,memory", "--due", "10", "--budget", "0.01",
         "--out", str(tmp_path),
