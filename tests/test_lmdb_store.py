@@ -581,6 +581,22 @@ def test_a_record_with_damaged_bytes_is_quarantined_not_a_crash(
     assert reader.check().ok
 
 
+def test_garbage_written_under_a_store_is_quarantined_by_that_store(
+    filled_store: LMDBJobStore,
+) -> None:
+    key, jobs = job_key(encode_job_id("morning")), filled_store.environment.jobs
+    with raw_write(filled_store) as txn:
+        txn.put(key, b"not a job record", db=jobs)
+
+    assert filled_store.lookup_job("morning") is None
+
+    [entry] = filled_store.get_quarantined_jobs()
+    assert (entry.job_id, entry.record) == ("morning", b"not a job record")
+    assert "CorruptRecordError" in entry.error
+    assert ids(filled_store.get_all_jobs()) == ["noon", "paused"]
+    assert filled_store.check().ok
+
+
 # -- map growth ------------------------------------------------------------------------------
 
 
