@@ -125,6 +125,12 @@ def index_entry(run_time: datetime | None, job_id: str) -> bytes:
         ({"cache_size": -1}, "cache_size"),
         ({"cache_size": "10"}, "cache_size"),
         ({"group_commit": "yes"}, "group_commit"),
+        ({"lease": 0}, "lease"),
+        ({"lease": "30"}, "lease"),
+        ({"lease": True}, "lease"),
+        ({"lease": float("nan")}, "lease"),
+        ({"lease": float("inf")}, "lease"),
+        ({"watch_changes": "yes"}, "watch_changes"),
     ],
     ids=repr,
 )
