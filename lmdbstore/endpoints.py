@@ -65,6 +65,16 @@ def job_for_storing(state: JobState) -> Job:
     return job
 
 
+def _by_reference(state: JobState, destination: Endpoint) -> JobState:
+    """Refuse a state whose callable is stored by value where only references are held."""
+    if not isinstance(state["func"], str):
+        raise ValueError(
+            f"its callable is stored by value (cloudpickle), and {destination} holds only "
+            "textual references (module:function)"
+        )
+    return state
+
+
 def _checked_state(state: object) -> JobState:
     if not isinstance(state, dict) or not isinstance(state.get("id"), str):
         raise ValueError("it is not a job's state")
@@ -194,7 +204,7 @@ class JobStoreEndpoint(Endpoint):
             raise EndpointError(f"cannot write to {self}: {exc}") from exc
 
     def add(self, state: JobState, replace_existing: bool) -> Outcome:
-        return _add_to_store(self.store, state, replace_existing)
+        return _add_to_store(self.store, _by_reference(state, self), replace_existing)
 
     def close(self) -> None:
         self.store.shutdown()
@@ -318,7 +328,7 @@ class ExportFileEndpoint(Endpoint):
         outcome: Outcome = "replaced" if job_id in self._encoded else "copied"
         if outcome == "replaced" and not replace_existing:
             return "existing"
-        self._encoded[job_id] = encode_job(state)
+        self._encoded[job_id] = encode_job(_by_reference(state, self))
         return outcome
 
     def finish(self) -> None:

@@ -254,6 +254,20 @@ def test_stats_json(store_path: Path) -> None:
     assert 0 < stats["map_used"] <= stats["file_size"] <= stats["map_size"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="store change needed: a store opened readonly=True cannot read its sub-databases "
+    "(StoreEnvironment._open_databases opens the handles in a read-only transaction, and "
+    "py-lmdb drops them when it ends), so the command line opens stores for writing",
+)
+def test_a_store_opened_readonly_can_be_read(store_path: Path) -> None:
+    store = LMDBJobStore(store_path, readonly=True)
+    try:
+        assert [entry.job_id for entry in store.get_quarantined_jobs()] == ["delta"]
+    finally:
+        store.shutdown()
+
+
 def test_check_of_a_sound_store(store_path: Path) -> None:
     result = run_cli("check", store_path, "--path", TESTS, cwd=store_path.parent)
     assert result.returncode == 0
