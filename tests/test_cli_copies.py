@@ -79,7 +79,8 @@ def test_backup_output_and_copy(tmp_path: Path) -> None:
     assert result.stdout.startswith("backed up jobs.lmdb to backup: 3 jobs, 1 quarantined, ")
     listed = run_cli("list", "backup", cwd=tmp_path)
     assert listed.stdout == run_cli("list", path, cwd=tmp_path).stdout
-    assert (tmp_path / "backup" / "data.mdb").stat().st_size < path.joinpath("data.mdb").stat().st_size
+    backup_size = (tmp_path / "backup" / "data.mdb").stat().st_size
+    assert backup_size < path.joinpath("data.mdb").stat().st_size
 
 
 def test_backup_goes_into_a_new_or_empty_directory(tmp_path: Path) -> None:
@@ -103,10 +104,9 @@ def churned_store(path: Path) -> list[str]:
     store = LMDBJobStore(path)
     trigger = IntervalTrigger(hours=1, timezone=UTC)
     padding = "x" * 3000
+    first_run = datetime(2030, 1, 1, tzinfo=UTC)
     for number in range(600):
-        store.add_job(
-            make_job(f"job-{number:04}", trigger, datetime(2030, 1, 1, tzinfo=UTC), args=(padding,))
-        )
+        store.add_job(make_job(f"job-{number:04}", trigger, first_run, args=(padding,)))
     kept = ["job-0000", "job-0300", "job-0599"]
     for number in range(600):
         if f"job-{number:04}" not in kept:

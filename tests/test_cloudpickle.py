@@ -64,9 +64,7 @@ def test_lambdas_closures_and_partials_survive_a_restart(tmp_path: Path) -> None
         functools.partial(Path.write_text, markers[2], "partial"),
     ]
     for number, func in enumerate(callables):
-        scheduler.add_job(
-            func, "date", run_date=soon, id=f"job-{number}", misfire_grace_time=None
-        )
+        scheduler.add_job(func, "date", run_date=soon, id=f"job-{number}", misfire_grace_time=None)
     scheduler.shutdown()
     assert not any(marker.exists() for marker in markers)
 
