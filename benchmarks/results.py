@@ -55,7 +55,7 @@ METRICS = [
     Metric("get_all_jobs.cold", "get_all_jobs", "get_all_jobs, cold", "returned job"),
     Metric("get_due_jobs.warm", "get_due_jobs", "get_due_jobs, warm", "returned job"),
     Metric("get_due_jobs.cold", "get_due_jobs", "get_due_jobs, cold", "returned job"),
-    Metric("update_job", "update_job", "update_job (of a due job)", "op"),
+    Metric("update_job", "update_job", "update_job, alone (of a due job)", "op"),
     Metric("wakeup.warm", "wakeup", "wakeup, warm", "due job"),
     Metric("wakeup.cold", "wakeup", "wakeup, cold", "due job"),
     Metric("idle_wakeup", "idle_wakeup", "idle wakeup (nothing due)", "wakeup"),

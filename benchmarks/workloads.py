@@ -99,7 +99,8 @@ def get_next_run_time(bench: Bench) -> Samples:
 
 
 def update_job(bench: Bench) -> Samples:
-    """Write due jobs back with their next run time a day later, as a wakeup does."""
+    """Write due jobs back with their next run time a day later, as a wakeup does, but
+    each call alone, outside a wakeup (as ``modify_job`` calls it)."""
     make_due(bench.store, bench.plan)
     jobs = bench.store.get_due_jobs(datetime.now(TIMEZONE))
     bench.expect(len(jobs), bench.plan.due, "get_due_jobs")
