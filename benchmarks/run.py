@@ -45,6 +45,7 @@ class Options:
 
 
 def run(options: Options) -> Results:
+    machine = machine_info()
     measurements = []
     with ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmdbstore-bench-"))
@@ -77,9 +78,7 @@ def run(options: Options) -> Results:
         "workloads": options.workloads,
         "seed": JobPlan(0, 0).seed,
     }
-    return Results(
-        machine_info(), settings, {spec.name: spec.label for spec in specs}, measurements
-    )
+    return Results(machine, settings, {spec.name: spec.label for spec in specs}, measurements)
 
 
 Track = Callable[[str, Callable[[], Samples]], Samples]
