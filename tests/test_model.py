@@ -123,6 +123,24 @@ class LMDBAgainstMemory(RuleBasedStateMachine):
     def get_next_run_time(self) -> None:
         self.same(lambda store: in_utc(store.get_next_run_time()))
 
+    @rule(now=instants, data=st.data())
+    def wakeup(self, now: RunTimeChoice, data: st.DataObject) -> None:
+        """What the scheduler does at each wakeup, holding its job store lock: it changes
+        the run time of each due job on the very object returned (or removes the job),
+        gives it back, then asks for the next run time."""
+        with self.scheduler._jobstores_lock:
+            due = [store.get_due_jobs(self.run_time(now)) for store in (self.lmdb, self.memory)]
+            assert summaries(due[0]) == summaries(due[1])
+            for lmdb_job, memory_job in zip(*due, strict=True):
+                change = data.draw(st.just("remove") | run_times, label=lmdb_job.id)
+                for store, job in ((self.lmdb, lmdb_job), (self.memory, memory_job)):
+                    if change == "remove":
+                        store.remove_job(job.id)
+                    else:
+                        job._modify(next_run_time=self.run_time(change))
+                        store.update_job(job)
+            self.same(lambda store: in_utc(store.get_next_run_time()))
+
     @rule()
     def reopen_lmdb_store(self) -> None:
         self.lmdb.shutdown()
