@@ -13,6 +13,7 @@ import pickle
 import sys
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -114,6 +115,19 @@ class Endpoint(ABC):
         :raises Exception: whatever storing the job raises
         """
 
+    def add_many(
+        self, states: Sequence[JobState], replace_existing: bool
+    ) -> list[Outcome | Exception]:
+        """Store jobs as :meth:`add` does; return what became of each: its outcome, or the
+        exception storing it raised."""
+        results: list[Outcome | Exception] = []
+        for state in states:
+            try:
+                results.append(self.add(state, replace_existing))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
     def finish(self) -> None:  # noqa: B027 -- a hook, empty by default
         """Make what was added durable (a file is written here)."""
 
@@ -170,6 +184,26 @@ class LMDBEndpoint(Endpoint):
     def add(self, state: JobState, replace_existing: bool) -> Outcome:
         assert self._store is not None, "prepare() first"
         return _add_to_store(self._store, state, replace_existing)
+
+    def add_many(
+        self, states: Sequence[JobState], replace_existing: bool
+    ) -> list[Outcome | Exception]:
+        """Add the jobs that are new in one transaction (one flush to disk, not one per
+        job); the others, or all of them if that transaction fails, one by one."""
+        store = self._store
+        assert store is not None, "prepare() first"
+        env = store.environment
+        keys = [job_key(encode_job_id(state["id"])) for state in states]
+        stored = env.read(lambda txn: [txn.get(key, db=env.jobs) is not None for key in keys])
+        fresh = [state for state, there in zip(states, stored, strict=True) if not there]
+        try:
+            store.add_jobs([job_for_storing(state) for state in fresh])
+        except Exception:
+            return super().add_many(states, replace_existing)
+        return [
+            self.add(state, replace_existing) if there else "copied"
+            for state, there in zip(states, stored, strict=True)
+        ]
 
     def close(self) -> None:
         if self._store is not None:

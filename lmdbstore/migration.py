@@ -13,6 +13,9 @@ from typing import Any, Protocol, TypeVar
 from .endpoints import Endpoint, EndpointError, JobState, LMDBEndpoint, RawJob
 
 T = TypeVar("T")
+BATCH_SIZE = 500
+"""How many jobs are handed to a destination at once (an lmdbstore store adds the new
+ones among them in one transaction)."""
 
 
 class Progress(Protocol):
@@ -139,13 +142,26 @@ def copy_jobs(
         _count_dry_run(states, destination, replace_existing, summary)
         return summary
     destination.prepare()
+    batch: list[JobState] = []
     for state in progress(states, "copying"):
-        try:
-            summary.count(destination.add(state, replace_existing))
-        except Exception as exc:
-            summary.failed.append((state["id"], _describe(exc)))
+        batch.append(state)
+        if len(batch) == BATCH_SIZE:
+            _add_batch(batch, destination, replace_existing, summary)
+    _add_batch(batch, destination, replace_existing, summary)
     destination.finish()
     return summary
+
+
+def _add_batch(
+    batch: list[JobState], destination: Endpoint, replace_existing: bool, summary: CopySummary
+) -> None:
+    results = destination.add_many(batch, replace_existing)
+    for state, result in zip(batch, results, strict=True):
+        if isinstance(result, Exception):
+            summary.failed.append((state["id"], _describe(result)))
+        else:
+            summary.count(result)
+    batch.clear()
 
 
 def _count_dry_run(
