@@ -170,3 +170,32 @@ def test_callables_stored_by_value_move_between_cloudpickle_stores_only(tmp_path
         assert "job 'anon': ValueError: its callable is stored by value (cloudpickle)" in (
             refused.stdout
         )
+
+
+def test_a_job_that_cannot_be_stored_does_not_stop_the_others(tmp_path: Path) -> None:
+    trigger = IntervalTrigger(hours=1, timezone=UTC)
+    first_run = datetime(2030, 1, 1, tzinfo=UTC)
+    fill_store(
+        tmp_path / "jobs.lmdb",
+        [
+            make_job("by-value", trigger, first_run, func=lambda: None),
+            *(make_job(f"plain-{number}", trigger, first_run) for number in range(3)),
+        ],
+        serializer="cloudpickle",
+    )
+    result = run_cli(
+        "migrate", "jobs.lmdb", "pickled.lmdb", "--serializer", "pickle", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[2:6] == [
+        "  copied:   3",
+        "  replaced: 0",
+        "  skipped:  0 (a job of that id is there already)",
+        "  failed:   1",
+    ]
+    assert "job 'by-value': JobSerializationError: job 'by-value' cannot be serialized" in (
+        result.stdout
+    )
+    store = LMDBJobStore(tmp_path / "pickled.lmdb")
+    assert sorted(job.id for job in store.get_all_jobs()) == ["plain-0", "plain-1", "plain-2"]
+    store.shutdown()

@@ -166,6 +166,18 @@ def test_export_to_standard_output_and_import_from_standard_input(store_path: Pa
     assert lmdb_jobs(cwd / "copy.lmdb") == SAMPLE
 
 
+def test_import_of_a_file_that_repeats_an_id(store_path: Path) -> None:
+    cwd = store_path.parent
+    assert run_cli("export", store_path, "jobs.json", "--path", TESTS, cwd=cwd).returncode == 0
+    document = json.loads((cwd / "jobs.json").read_text())
+    document["jobs"].append(document["jobs"][0])
+    (cwd / "twice.json").write_text(json.dumps(document))
+    result = run_cli("import", "twice.json", "copy.lmdb", "--path", TESTS, cwd=cwd)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[1:6] == summary(4, 3, 0, 1, 0)
+    assert lmdb_jobs(cwd / "copy.lmdb") == SAMPLE
+
+
 def test_import_of_a_file_that_is_not_an_export(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"version": 2, "jobs": []}')
     result = run_cli("import", "bad.json", "jobs.lmdb", cwd=tmp_path)
