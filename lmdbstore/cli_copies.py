@@ -47,8 +47,7 @@ def compact(store: str) -> None:
 
     This needs STORE to itself: it refuses (exit status 1) while any other process has
     STORE open, and a process that opens STORE meanwhile waits until it is done. Stop the
-    schedulers first; or, to shrink without stopping them, back up (the copy is compacted)
-    and later swap the directories while they are stopped.
+    schedulers first. (A backup, which needs no stop, is compacted too.)
 
     \b
     Example:

@@ -44,8 +44,8 @@ import_path_option = click.option(
     expose_value=False,
     callback=_add_import_paths,
     metavar="DIR",
-    help="Also import modules from DIR (repeatable; or LMDBSTORE_PATH=DIR:DIR), for jobs "
-    "whose arguments or triggers are of your own classes.",
+    help="Also import modules from DIR, where your application's code is (repeatable; or "
+    "LMDBSTORE_PATH=DIR:DIR).",
 )
 
 
