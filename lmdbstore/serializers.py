@@ -26,7 +26,8 @@ class Serializer:
     Like APScheduler's own stores, it stores a job's callable by its textual reference
     (``module:name``), so only jobs whose callable has one can be stored.
 
-    :param pickle_protocol: pickle protocol level, defaults to the highest available
+    :param pickle_protocol: pickle protocol level, defaults to the highest available (as
+        with :func:`pickle.dumps`, a negative level picks the highest)
     """
 
     name: ClassVar[str] = "pickle"
@@ -36,11 +37,12 @@ class Serializer:
         if (
             not isinstance(pickle_protocol, int)
             or isinstance(pickle_protocol, bool)
-            or not 0 <= pickle_protocol <= pickle.HIGHEST_PROTOCOL
+            or pickle_protocol > pickle.HIGHEST_PROTOCOL
         ):
             raise ValueError(
-                f'The "pickle_protocol" parameter must be an int from 0 to '
-                f"{pickle.HIGHEST_PROTOCOL}, not {pickle_protocol!r}"
+                f'The "pickle_protocol" parameter must be an int of at most '
+                f"{pickle.HIGHEST_PROTOCOL} (a negative one picks the highest), "
+                f"not {pickle_protocol!r}"
             )
         self.pickle_protocol = pickle_protocol
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
+from apscheduler.schedulers.base import STATE_STOPPED
 
 from .cache import CachedState, StateCache, build_job, cache_entry, same_body
 from .environment import (
@@ -58,6 +59,7 @@ _DURABILITIES = ("full", "relaxed")
 _MIN_MAP_SIZE = 1024 * 1024
 DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_LEASE = 30.0
+_MAX_LEASE = 86_400
 
 
 class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
@@ -125,11 +127,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 f'The "cache_size" parameter must be an int of at least 0, not {cache_size!r}'
             )
         if lease is not None and (
-            not isinstance(lease, (int, float)) or isinstance(lease, bool) or not lease > 0
+            not isinstance(lease, (int, float))
+            or isinstance(lease, bool)
+            or not 0 < lease <= _MAX_LEASE
         ):
             raise ValueError(
-                f'The "lease" parameter must be a positive number of seconds or None, '
-                f"not {lease!r}"
+                f'The "lease" parameter must be a number of seconds above 0 and at most '
+                f"{_MAX_LEASE}, or None, not {lease!r}"
             )
         flags = (("readonly", readonly), ("group_commit", group_commit))
         for name, flag in (*flags, ("watch_changes", watch_changes)):
@@ -165,11 +169,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         super().start(scheduler, alias)
         env = self._open()
         if scheduler is not None and self.watch_changes:
+
+            def wakeup() -> None:
+                if scheduler.state != STATE_STOPPED:  # as APScheduler checks itself
+                    scheduler.wakeup()
+
             self._watcher = ChangeWatcher(
                 os.path.join(env.path, "data.mdb"),
                 lambda: int(env.env.info()["last_txnid"]),
                 self._is_own_commit,
-                scheduler.wakeup,
+                wakeup,
             )
 
     def shutdown(self) -> None:

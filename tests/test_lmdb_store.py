@@ -130,6 +130,7 @@ def index_entry(run_time: datetime | None, job_id: str) -> bytes:
         ({"lease": True}, "lease"),
         ({"lease": float("nan")}, "lease"),
         ({"lease": float("inf")}, "lease"),
+        ({"lease": 86_401}, "lease"),
         ({"watch_changes": "yes"}, "watch_changes"),
     ],
     ids=repr,
@@ -145,6 +146,17 @@ def test_a_bad_constructor_argument_is_refused_naming_the_parameter(
 
     assert contents(filled_store) == before
     assert sorted(tmp_path.iterdir()) == files
+
+
+def test_a_negative_pickle_protocol_picks_the_highest_as_pickle_does(
+    tmp_path: Path, make_job: Callable[..., Job]
+) -> None:
+    store = LMDBJobStore(tmp_path / "jobs.lmdb", pickle_protocol=-1)
+    store.add_job(make_job("job", args=(1, "a")))
+
+    job = store.lookup_job("job")
+
+    assert job is not None and job.args == (1, "a")
 
 
 def test_repr_shows_the_class_and_the_path(lmdb_store: LMDBJobStore, tmp_path: Path) -> None:
