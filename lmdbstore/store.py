@@ -6,6 +6,7 @@ import os
 import pickle
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -152,15 +153,28 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._own_commits: set[int] = set()
         self._watcher: ChangeWatcher | None = None
         self._cache = StateCache(cache_size)
-        self._lock = threading.Lock()
         self._environment: StoreEnvironment | None = None
-        self._batch_lock = threading.RLock()
         self._batch: WakeupBatch | None = None
         self._watchdog: BatchWatchdog | None = None
+        self._reset_locks()
+        _open_stores.add(self)
         self._open()
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} (path={self.path!r})>"
+
+    def _reset_locks(self) -> None:
+        self._lock = threading.Lock()
+        self._batch_lock = threading.RLock()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads are gone: their locks may be held, their batch is theirs.
+        self._reset_locks()
+        self._batch = None
+        self._watchdog = None
+        if self._watcher is not None:
+            self._watcher.close_inherited()
+            self._watcher = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -708,6 +722,17 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 raise QuarantineLookupError(job_id)
 
         self._write(purge)
+
+
+_open_stores: weakref.WeakSet[LMDBJobStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _is_int(value: object) -> bool:

@@ -60,7 +60,6 @@ class ChangeWatcher:
         self._seen = last_commit()
         self._inotify = _inotify_fd(data_file)
         self._stop_read, self._stop_write = os.pipe()
-        self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="lmdbstore-watcher", daemon=True)
         self._thread.start()
 
@@ -71,10 +70,12 @@ class ChangeWatcher:
 
     def stop(self) -> None:
         """Stop the thread and free its descriptors."""
-        if self.pid != os.getpid():
-            return  # a forked child has no such thread, and must leave the parent's alone
         os.write(self._stop_write, b"x")
         self._thread.join()
+        self.close_inherited()
+
+    def close_inherited(self) -> None:
+        """Free the descriptors (all a forked child inherits: the thread stays behind)."""
         for fd in (self._inotify, self._stop_read, self._stop_write):
             if fd is not None:
                 os.close(fd)
