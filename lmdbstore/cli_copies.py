@@ -9,8 +9,9 @@ import click
 
 from .cli_options import import_path_option, progress_bar, store_argument
 from .copies import backup_store, compact_store, prepare_backup_directory
-from .endpoints import Endpoint, ExportFileEndpoint, LMDBEndpoint, open_endpoint
+from .endpoints import Endpoint, ExportFileEndpoint, LMDBEndpoint
 from .errors import StorePathError
+from .job_stores_by_url import open_endpoint
 from .job_views import byte_size
 from .migration import copy_jobs
 from .serializers import SERIALIZERS

@@ -1,21 +1,19 @@
-"""The two ends of a copy of jobs: an lmdbstore store, any of APScheduler's own persistent
-job stores (named by a URL), or a file in APScheduler's job export format.
+"""The two ends of a copy of jobs, and the two that are ours: an lmdbstore store, and a
+file in APScheduler's job export format. (APScheduler's own stores are in
+:mod:`lmdbstore.job_stores_by_url`.)
 
 Every end is read and written as job *states*: reading never imports a job's callable and
-never deletes a job. (APScheduler's stores delete the jobs they cannot restore when they
-are read the usual way, through ``get_all_jobs``; so their rows are read here directly.)
+never deletes a job.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError
@@ -29,7 +27,8 @@ from .store import LMDBJobStore
 JobState = dict[str, Any]
 Outcome = Literal["copied", "replaced", "existing"]
 """What adding a job did: stored it anew, replaced one of its id, or left that one alone."""
-_STANDARD_STREAM = "-"
+STANDARD_STREAM = "-"
+"""The name of standard input or output, for an export file."""
 
 
 class EndpointError(Exception):
@@ -66,7 +65,7 @@ def job_for_storing(state: JobState) -> Job:
     return job
 
 
-def _by_reference(state: JobState, destination: Endpoint) -> JobState:
+def by_reference(state: JobState, destination: Endpoint) -> JobState:
     """Refuse a state whose callable is stored by value where only references are held."""
     if not isinstance(state["func"], str):
         raise ValueError(
@@ -76,7 +75,8 @@ def _by_reference(state: JobState, destination: Endpoint) -> JobState:
     return state
 
 
-def _checked_state(state: object) -> JobState:
+def checked_state(state: object) -> JobState:
+    """Return ``state`` if it is a job's state (a dict with an id), or else raise."""
     if not isinstance(state, dict) or not isinstance(state.get("id"), str):
         raise ValueError("it is not a job's state")
     return state
@@ -135,7 +135,8 @@ class Endpoint(ABC):
         """Let go of connections and files."""
 
 
-def _add_to_store(store: BaseJobStore, state: JobState, replace_existing: bool) -> Outcome:
+def add_to_store(store: BaseJobStore, state: JobState, replace_existing: bool) -> Outcome:
+    """Store a job through a job store's own ``add_job``, or ``update_job`` to replace one."""
     job = job_for_storing(state)
     try:
         store.add_job(job)
@@ -168,7 +169,7 @@ class LMDBEndpoint(Endpoint):
 
     def decode(self, data: Any) -> JobState:
         assert self._store is not None
-        return load_state(JobRecord.decode(data), self._store.serializer)  # type: ignore[no-any-return]
+        return load_state(JobRecord.decode(data), self._store.serializer)
 
     def contains(self, job_id: str) -> bool:
         if self._store is None:
@@ -183,7 +184,7 @@ class LMDBEndpoint(Endpoint):
 
     def add(self, state: JobState, replace_existing: bool) -> Outcome:
         assert self._store is not None, "prepare() first"
-        return _add_to_store(self._store, state, replace_existing)
+        return add_to_store(self._store, state, replace_existing)
 
     def add_many(
         self, states: Sequence[JobState], replace_existing: bool
@@ -220,111 +221,6 @@ class LMDBEndpoint(Endpoint):
         return len(self._store.get_quarantined_jobs()) if self._store else 0
 
 
-class JobStoreEndpoint(Endpoint):
-    """One of APScheduler's job stores, written through its own ``add_job``/``update_job``
-    and read row by row."""
-
-    def __init__(self, description: str, store: BaseJobStore) -> None:
-        self.description = description
-        self.store = store
-
-    def decode(self, data: Any) -> JobState:
-        return _checked_state(pickle.loads(data))
-
-    def prepare(self) -> None:
-        try:
-            self.store.start(None, "lmdbstore")  # creates the table of a SQL database
-        except Exception as exc:
-            raise EndpointError(f"cannot write to {self}: {exc}") from exc
-
-    def add(self, state: JobState, replace_existing: bool) -> Outcome:
-        return _add_to_store(self.store, _by_reference(state, self), replace_existing)
-
-    def close(self) -> None:
-        self.store.shutdown()
-
-
-class SQLAlchemyEndpoint(JobStoreEndpoint):
-    """A ``SQLAlchemyJobStore`` (SQLite, PostgreSQL, MySQL, ...), table ``apscheduler_jobs``."""
-
-    def __init__(self, url: str) -> None:
-        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-
-        super().__init__(f"SQL database {_without_password(url)}", SQLAlchemyJobStore(url=url))
-
-    def _has_table(self) -> bool:
-        from sqlalchemy import inspect
-
-        table = self.store.jobs_t
-        return bool(inspect(self.store.engine).has_table(table.name, schema=table.schema))
-
-    def raw_jobs(self) -> list[RawJob]:
-        from sqlalchemy import select
-
-        if not self._has_table():
-            return []
-        table = self.store.jobs_t
-        query = select(table.c.id, table.c.job_state).order_by(table.c.next_run_time)
-        with self.store.engine.begin() as connection:
-            return [RawJob(row.id, row.job_state) for row in connection.execute(query)]
-
-    def contains(self, job_id: str) -> bool:
-        from sqlalchemy import select
-
-        if not self._has_table():
-            return False
-        table = self.store.jobs_t
-        with self.store.engine.begin() as connection:
-            query = select(table.c.id).where(table.c.id == job_id)
-            return connection.execute(query).first() is not None
-
-
-class RedisEndpoint(JobStoreEndpoint):
-    """A ``RedisJobStore``: hash ``apscheduler.jobs``, sorted set ``apscheduler.run_times``."""
-
-    def __init__(self, url: str) -> None:
-        from apscheduler.jobstores.redis import RedisJobStore
-        from redis.connection import parse_url
-
-        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        if options.pop("connection_class", None) is not None:
-            options["ssl"] = True  # rediss://
-        store = RedisJobStore(db=options.pop("db", 0), **options)
-        super().__init__(f"Redis {_without_password(url)}", store)
-
-    def raw_jobs(self) -> list[RawJob]:
-        states = self.store.redis.hgetall(self.store.jobs_key)
-        return sorted(RawJob(key.decode("utf-8"), value) for key, value in states.items())
-
-    def contains(self, job_id: str) -> bool:
-        return bool(self.store.redis.hexists(self.store.jobs_key, job_id))
-
-    def prepare(self) -> None:
-        super().prepare()
-        try:
-            self.store.redis.ping()
-        except Exception as exc:
-            raise EndpointError(f"cannot write to {self}: {exc}") from exc
-
-
-class MongoDBEndpoint(JobStoreEndpoint):
-    """A ``MongoDBJobStore``: database ``apscheduler``, collection ``jobs``."""
-
-    def __init__(self, url: str) -> None:
-        try:
-            from apscheduler.jobstores.mongodb import MongoDBJobStore
-        except ImportError as exc:
-            raise EndpointError("MongoDB needs pymongo: pip install pymongo") from exc
-        super().__init__(f"MongoDB {_without_password(url)}", MongoDBJobStore(host=url))
-
-    def raw_jobs(self) -> list[RawJob]:
-        documents = self.store.collection.find({}, ["_id", "job_state"])
-        return [RawJob(document["_id"], document["job_state"]) for document in documents]
-
-    def contains(self, job_id: str) -> bool:
-        return self.store.collection.find_one({"_id": job_id}, ["_id"]) is not None
-
-
 class ExportFileEndpoint(Endpoint):
     """A file in APScheduler's job export format (``-``: standard input or output).
 
@@ -334,12 +230,12 @@ class ExportFileEndpoint(Endpoint):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.description = "standard stream" if path == _STANDARD_STREAM else f"file {path}"
+        self.description = "standard stream" if path == STANDARD_STREAM else f"file {path}"
         self._encoded: dict[str, str] = {}
 
     def raw_jobs(self) -> list[RawJob]:
         try:
-            if self.path == _STANDARD_STREAM:
+            if self.path == STANDARD_STREAM:
                 jobs = read_export(sys.stdin)
             else:
                 with open(self.path, encoding="utf-8") as file:
@@ -349,7 +245,7 @@ class ExportFileEndpoint(Endpoint):
         return [RawJob(_exported_id(job, number), job) for number, job in enumerate(jobs, 1)]
 
     def decode(self, data: Any) -> JobState:
-        state = _checked_state(decode_value(data))
+        state = checked_state(decode_value(data))
         # JSON turns the tuple of arguments into a list; a Job holds a tuple.
         state["args"] = tuple(state["args"])
         return state
@@ -362,11 +258,11 @@ class ExportFileEndpoint(Endpoint):
         outcome: Outcome = "replaced" if job_id in self._encoded else "copied"
         if outcome == "replaced" and not replace_existing:
             return "existing"
-        self._encoded[job_id] = encode_job(_by_reference(state, self))
+        self._encoded[job_id] = encode_job(by_reference(state, self))
         return outcome
 
     def finish(self) -> None:
-        if self.path == _STANDARD_STREAM:
+        if self.path == STANDARD_STREAM:
             write_export(self._encoded.values(), sys.stdout)
             sys.stdout.write("\n")
             return
@@ -387,34 +283,3 @@ class ExportFileEndpoint(Endpoint):
 def _exported_id(job: Any, number: int) -> str:
     job_id = job.get("id") if isinstance(job, dict) else None
     return job_id if isinstance(job_id, str) else f"(job #{number} of the file, without id)"
-
-
-def _without_password(url: str) -> str:
-    password = urlsplit(url).password
-    return url if password is None else url.replace(f":{password}@", ":***@", 1)
-
-
-def open_endpoint(name: str, *, new_serializer: str = "pickle") -> Endpoint:
-    """Open the end of a copy that ``name`` names: a file ending in ``.json`` (export
-    format), a URL (``redis://``, ``rediss://``, ``mongodb://``, ``mongodb+srv://``, or any
-    SQLAlchemy URL: ``sqlite:///jobs.sqlite``, ``postgresql://...``), or else the path of
-    an lmdbstore store.
-
-    :param new_serializer: the serializer of an lmdbstore store created by the copy
-    :raises EndpointError: if ``name`` names nothing that can be opened
-    """
-    if name.endswith(".json") or name == _STANDARD_STREAM:
-        return ExportFileEndpoint(name)
-    scheme, found, _ = name.partition("://")
-    try:
-        if not found:
-            return LMDBEndpoint(name, new_serializer=new_serializer)
-        if scheme.lower() in ("redis", "rediss"):
-            return RedisEndpoint(name)
-        if scheme.lower() in ("mongodb", "mongodb+srv"):
-            return MongoDBEndpoint(name)
-        return SQLAlchemyEndpoint(name)
-    except EndpointError:
-        raise
-    except Exception as exc:
-        raise EndpointError(f"cannot open {_without_password(name)}: {exc}") from exc

@@ -100,7 +100,9 @@ def _tolerant_loads(data: bytes) -> Any:
     return _TolerantUnpickler(io.BytesIO(data)).load()
 
 
-def load_state(record: JobRecord, serializer: Serializer, *, tolerant: bool = False) -> Any:
+def load_state(
+    record: JobRecord, serializer: Serializer, *, tolerant: bool = False
+) -> dict[str, Any]:
     """Return the job state a record holds, its next run time included.
 
     :param tolerant: put an :class:`Unresolved` in place of each class or function that
@@ -115,7 +117,7 @@ def load_state(record: JobRecord, serializer: Serializer, *, tolerant: bool = Fa
             f"{serializer.name!r}"
         )
     loads: Callable[[bytes], Any] = _tolerant_loads if tolerant else serializer.loads
-    state = loads(record.body)
+    state: dict[str, Any] = loads(record.body)
     if not isinstance(state, dict) or "id" not in state:
         raise ValueError("the record's body is not a job's state")
     state["next_run_time"] = decode_next_run_time(record.next_run_time)
