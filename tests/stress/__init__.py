@@ -49,7 +49,7 @@ def started(module: str, *args: str, **popen: Any) -> Iterator[subprocess.Popen[
         if process.poll() is None:
             process.kill()
         process.wait()
-        for stream in (process.stdout, process.stderr):
+        for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
 
