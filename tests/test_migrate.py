@@ -334,6 +334,28 @@ def test_migrate_to_an_unknown_kind_of_url(store_path: Path) -> None:
     assert result.stderr.startswith("Error: cannot open nosuchdb://x: ")
 
 
+def test_migrate_to_mongodb_names_what_it_needs(store_path: Path) -> None:
+    try:
+        import pymongo  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pymongo is installed: this checks the message given without it")
+    result = run_cli("migrate", store_path, "mongodb://u:secret@127.0.0.1/", cwd=store_path.parent)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "Error: MongoDB needs pymongo: pip install pymongo\n",
+    )
+
+
+def test_passwords_in_urls_are_not_shown(store_path: Path) -> None:
+    url = f"redis://:secret@127.0.0.1:{_free_port()}/0"
+    result = run_cli("migrate", store_path, url, "--path", TESTS, cwd=store_path.parent)
+    assert result.returncode == 1
+    assert "secret" not in result.stderr
+    assert "redis://:***@127.0.0.1:" in result.stderr
+
+
 def test_progress_bars_show_on_a_terminal_only(store_path: Path) -> None:
     cwd = store_path.parent
     plain = run_cli("migrate", store_path, "sqlite:///a.sqlite", "--path", TESTS, cwd=cwd)
