@@ -17,7 +17,7 @@ from .migration import copy_jobs
 from .serializers import SERIALIZERS
 
 
-@click.command()
+@click.command(short_help="Copy the store, compacted, while it runs.")
 @store_argument
 @click.argument("dest", type=click.Path(file_okay=False))
 def backup(store: str, dest: str) -> None:
@@ -40,7 +40,7 @@ def backup(store: str, dest: str) -> None:
     )
 
 
-@click.command()
+@click.command(short_help="Shrink the data file (while nobody uses it).")
 @store_argument
 def compact(store: str) -> None:
     """Rewrite STORE without its free pages, so that its data file shrinks (LMDB never
@@ -102,7 +102,7 @@ def _copy(
         click.get_current_context().exit(1)
 
 
-@click.command("export")
+@click.command("export", short_help="Write the jobs in APScheduler's export format.")
 @store_argument
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @skip_broken_option
@@ -128,7 +128,7 @@ def export_jobs(store: str, file: str, skip_broken: bool, dry_run: bool) -> None
     )
 
 
-@click.command("import")
+@click.command("import", short_help="Add the jobs of an APScheduler export file.")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("store", type=click.Path(file_okay=False))
 @replace_option
@@ -162,7 +162,7 @@ def import_jobs(
     )
 
 
-@click.command()
+@click.command(short_help="Copy every job between any two job stores.")
 @click.argument("source")
 @click.argument("dest")
 @replace_option

@@ -46,7 +46,7 @@ def _echo_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-@click.command("list")
+@click.command("list", short_help="List the jobs: a table, or JSON.")
 @store_argument
 @json_option
 @import_path_option
@@ -91,7 +91,7 @@ def _refuse_quarantined(job: StoredJob, action: str) -> None:
         )
 
 
-@click.command()
+@click.command(short_help="Show every field of one job.")
 @store_argument
 @click.argument("job_id", metavar="ID")
 @json_option
@@ -112,7 +112,7 @@ def show(store: str, job_id: str, as_json: bool) -> None:
         click.echo(job_fields(job))
 
 
-@click.command()
+@click.command(short_help="Counts, next run time, sizes, format version.")
 @store_argument
 @json_option
 def stats(store: str, as_json: bool) -> None:
@@ -132,7 +132,7 @@ def stats(store: str, as_json: bool) -> None:
         click.echo(stats_fields(found))
 
 
-@click.command()
+@click.command(short_help="Check the index and the records; repair them.")
 @store_argument
 @click.option(
     "--repair",
@@ -169,7 +169,7 @@ def check(ctx: click.Context, store: str, repair: bool) -> None:
         ctx.exit(1)
 
 
-@click.command()
+@click.command(short_help="Pause a job.")
 @store_argument
 @click.argument("job_id", metavar="ID")
 def pause(store: str, job_id: str) -> None:
@@ -191,7 +191,7 @@ def pause(store: str, job_id: str) -> None:
     click.echo(f"paused job {job_id!r}")
 
 
-@click.command()
+@click.command(short_help="Resume a paused job.")
 @store_argument
 @click.argument("job_id", metavar="ID")
 @import_path_option
@@ -232,7 +232,7 @@ def resume(store: str, job_id: str) -> None:
     )
 
 
-@click.command()
+@click.command(short_help="Remove a job.")
 @store_argument
 @click.argument("job_id", metavar="ID")
 def remove(store: str, job_id: str) -> None:
@@ -248,7 +248,7 @@ def remove(store: str, job_id: str) -> None:
     click.echo(f"removed job {job_id!r}")
 
 
-@click.command()
+@click.command(short_help="List, restore or purge quarantined jobs.")
 @store_argument
 @click.option("--restore", metavar="ID", help="Put the quarantined job ID back among the jobs.")
 @click.option("--purge", metavar="ID", help="Delete the quarantined job ID for good.")
