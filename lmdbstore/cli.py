@@ -20,6 +20,7 @@ from .errors import LMDBStoreError
 from .migration import BrokenJobsError
 
 _EXPECTED_ERRORS = (
+    OSError,
     LMDBStoreError,
     EndpointError,
     BrokenJobsError,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import lmdb
 
 from .environment import MAX_DBS, Transaction
-from .errors import LMDBStoreError, StorePathError
+from .errors import LMDBStoreError, StorageError, StorePathError
 from .inspection import open_store
 
 _DATA_FILE = "data.mdb"
@@ -44,6 +44,15 @@ class StoreInUseError(LMDBStoreError):
         self.holder = holder
 
 
+@contextmanager
+def _lmdb_errors(path: str) -> Iterator[None]:
+    """Report LMDB's own errors as lmdbstore's, naming the store."""
+    try:
+        yield
+    except lmdb.Error as exc:
+        raise StorageError(f"the store at {path!r} failed: {exc}") from exc
+
+
 def _fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -63,12 +72,13 @@ def _entry_counts(env: lmdb.Environment, txn: Transaction) -> dict[str, int]:
 
 def _copy_entry_counts(path: str) -> dict[str, int]:
     """:func:`_entry_counts` of a copy, opened without a lock file (nobody else uses it)."""
-    env = lmdb.open(path, readonly=True, lock=False, max_dbs=MAX_DBS)
-    try:
-        with env.begin() as txn:
-            return _entry_counts(env, txn)
-    finally:
-        env.close()
+    with _lmdb_errors(path):
+        env = lmdb.open(path, readonly=True, lock=False, max_dbs=MAX_DBS)
+        try:
+            with env.begin() as txn:
+                return _entry_counts(env, txn)
+        finally:
+            env.close()
 
 
 def _check_copy(path: str, copy: str, expected: dict[str, int]) -> None:
@@ -170,13 +180,14 @@ def compact_store(path: str) -> tuple[int, int]:
         try:
             # Without LMDB's lock file: its lock is ours already, and closing this
             # environment must not release it.
-            env = lmdb.open(path, readonly=True, lock=False, max_dbs=MAX_DBS)
-            try:
-                with env.begin() as txn:
-                    env.copy(work, compact=True, txn=txn)
-                    counts = _entry_counts(env, txn)
-            finally:
-                env.close()
+            with _lmdb_errors(path):
+                env = lmdb.open(path, readonly=True, lock=False, max_dbs=MAX_DBS)
+                try:
+                    with env.begin() as txn:
+                        env.copy(work, compact=True, txn=txn)
+                        counts = _entry_counts(env, txn)
+                finally:
+                    env.close()
             _check_copy(path, work, counts)
             os.replace(os.path.join(work, _DATA_FILE), data_file)
             _fsync_path(path)

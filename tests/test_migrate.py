@@ -166,6 +166,14 @@ def test_export_to_standard_output_and_import_from_standard_input(store_path: Pa
     assert lmdb_jobs(cwd / "copy.lmdb") == SAMPLE
 
 
+def test_export_into_a_missing_directory(store_path: Path) -> None:
+    result = run_cli(
+        "export", store_path, "missing/jobs.json", "--path", TESTS, cwd=store_path.parent
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: [Errno 2] No such file or directory: ")
+
+
 def test_import_of_a_file_that_repeats_an_id(store_path: Path) -> None:
     cwd = store_path.parent
     assert run_cli("export", store_path, "jobs.json", "--path", TESTS, cwd=cwd).returncode == 0
