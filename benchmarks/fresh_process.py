@@ -11,7 +11,8 @@ the store it measures.
 - ``start``: open the store and answer ``get_next_run_time``, timed from the store's
   constructor on (its module imported before), with the peak RSS of the process.
 - ``peak_rss``: the peak RSS of a process that opens the store (the memory store: fills it
-  with the plan's jobs) and runs one wakeup.
+  with the plan's jobs) and runs one wakeup, and the private part of its RSS (Linux's
+  ``RssAnon``: not pages of mapped files) after the wakeup.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import importlib
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -73,20 +73,28 @@ def run_fresh(
     return samples
 
 
+def _status_bytes(field: str) -> int | None:
+    """A size in Linux's ``/proc/self/status``, in bytes (None elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss() -> int:
     """The peak resident set size of this process, in bytes.
 
     Linux's ``VmHWM``, as ``ru_maxrss`` keeps the peak of the process that started this
     one (across ``exec``).
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    found = _status_bytes("VmHWM")
+    if found is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return found
 
 
 class Fresh:
@@ -130,7 +138,7 @@ def cold(
     found: Samples = {}
     reads = Budget(budget, minimum=3, maximum=20)
     if "lookup_job.cold" in metrics:
-        ids = random.Random(2).sample(plan.ids, min(COLD_LOOKUPS, plan.size))
+        ids = plan.sample_ids(COLD_LOOKUPS, seed=2)
         found["lookup_job.cold"], _ = time_calls(
             fresh.open().lookup_job, ids, Budget(budget, minimum=5, maximum=len(ids))
         )
@@ -190,6 +198,9 @@ def wakeup_rss(spec: StoreSpec, plan: JobPlan, location: str) -> Samples:
     scheduler.run_wakeup()
     expect_jobs("the wakeup", scheduler.processed(), plan.due)
     samples = {"peak_rss": [float(peak_rss())]}
+    private = _status_bytes("RssAnon")
+    if private is not None:
+        samples["peak_rss.private"] = [float(private)]
     scheduler.shutdown(wait=False)
     return samples
 

@@ -8,11 +8,11 @@ are due (their next run time ten seconds ago), the others spread over the day af
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,14 +44,20 @@ class JobPlan:
     due: int
     seed: int = SEED
 
-    @cached_property
-    def ids(self) -> list[str]:
-        """The jobs' ids: random UUIDs, as APScheduler makes them."""
-        return _uuids(random.Random(self.seed), self.size)
+    def job_id(self, number: int) -> str:
+        """The id of job ``number``: a random UUID, as APScheduler makes them, made from
+        the seed and the number (so that a process needs no more ids than it uses)."""
+        digest = hashlib.blake2b(f"{self.seed}:{number}".encode(), digest_size=16).digest()
+        return uuid.UUID(bytes=digest, version=4).hex
 
     @property
     def due_ids(self) -> list[str]:
-        return self.ids[: self.due]
+        return [self.job_id(number) for number in range(self.due)]
+
+    def sample_ids(self, count: int, seed: int) -> list[str]:
+        """The ids of ``count`` (at most N) jobs of the plan picked at random."""
+        numbers = random.Random(seed).sample(range(self.size), min(count, self.size))
+        return [self.job_id(number) for number in numbers]
 
     def jobs(self, scheduler: Any, now: datetime) -> list[Job]:
         """Build the plan's jobs, those due having been due since shortly before ``now``."""
@@ -59,24 +65,22 @@ class JobPlan:
         step = INTERVAL / max(later, 1)
         first = now + FIRST_FUTURE_RUN
         return [
-            make_job(scheduler, job_id, number, due_time(now, number))
+            make_job(scheduler, self.job_id(number), number, due_time(now, number))
             if number < self.due
-            else make_job(scheduler, job_id, number, first + (number - self.due) * step)
-            for number, job_id in enumerate(self.ids)
+            else make_job(
+                scheduler, self.job_id(number), number, first + (number - self.due) * step
+            )
+            for number in range(self.size)
         ]
 
     def extra_jobs(self, scheduler: Any, now: datetime, count: int) -> list[Job]:
         """Build ``count`` jobs that are not in the plan, run times among the plan's."""
-        rng = random.Random(f"extra-{self.seed}")
+        rng = random.Random(self.seed)
         first = now + FIRST_FUTURE_RUN
         return [
-            make_job(scheduler, job_id, self.size + number, first + rng.random() * INTERVAL)
-            for number, job_id in enumerate(_uuids(rng, count))
+            make_job(scheduler, self.job_id(number), number, first + rng.random() * INTERVAL)
+            for number in range(self.size, self.size + count)
         ]
-
-
-def _uuids(rng: random.Random, count: int) -> list[str]:
-    return [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(count)]
 
 
 def due_time(now: datetime, number: int) -> datetime:

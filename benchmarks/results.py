@@ -70,6 +70,13 @@ METRICS = [
     Metric("cold_start", "cold_start", "cold start (open + get_next_run_time)", "start", "ms"),
     Metric("cold_start_rss", "cold_start", "cold start, peak RSS", "process", "MiB"),
     Metric("peak_rss", "peak_rss", "peak RSS (open, one wakeup)", "process", "MiB"),
+    Metric(
+        "peak_rss.private",
+        "peak_rss",
+        "RSS after that wakeup, private (no mapped file pages)",
+        "process",
+        "MiB",
+    ),
     Metric("disk", "disk", "bytes on disk", "job", "B"),
 ]
 METRIC = {metric.key: metric for metric in METRICS}

@@ -97,7 +97,8 @@ def time_calls(
     ``arguments`` is None; return the cost per call of each batch, and how many of
     ``arguments`` were used (the first ones).
 
-    The first call is timed alone to size the batches, and is not a sample.
+    The first call is timed alone to size the batches, and is not a sample (unless it
+    is the only call ``arguments`` allow).
     """
     start = perf_counter_ns()
     if arguments is None:
@@ -107,6 +108,8 @@ def time_calls(
     first = perf_counter_ns() - start
     used = 1
     calls = max(1, math.ceil(BATCH_NS / max(first, 1)))
+    if arguments is not None:  # leave arguments enough for the minimum of batches
+        calls = min(calls, max(1, (len(arguments) - used) // budget.minimum))
     loop_cost = _loop_cost(calls, arguments is not None)
     samples: list[float] = []
     wants = budget.start()
@@ -127,7 +130,7 @@ def time_calls(
                     call(argument)
                 elapsed = perf_counter_ns() - start
             samples.append(max(elapsed - loop_cost, 0) / calls)
-    return samples, used
+    return samples or [float(first)], used
 
 
 def time_each(

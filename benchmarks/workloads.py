@@ -8,7 +8,6 @@ and the peak RSS are measured in fresh processes (:mod:`benchmarks.fresh_process
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,7 +69,7 @@ def bulk_load(bench: Bench) -> Samples:
 
 def lookup_job(bench: Bench) -> Samples:
     """Look up jobs read once before, cycling over a random thousand of them."""
-    ids = random.Random(1).sample(bench.plan.ids, min(LOOKUP_IDS, bench.plan.size))
+    ids = bench.plan.sample_ids(LOOKUP_IDS, seed=1)
     found = sum(bench.store.lookup_job(job_id) is not None for job_id in ids)
     bench.expect(found, len(ids), "looking up stored jobs")
     calls = ids * math.ceil(LOOKUP_CALLS / len(ids))
