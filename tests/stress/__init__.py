@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,12 @@ def started(module: str, *args: str, **popen: Any) -> Iterator[subprocess.Popen[
 
 
 def run(
-    module: str, *args: str, timeout: float = 120, **popen: Any
+    module: str, *args: str, wrapper: Sequence[str] = (), timeout: float = 120, **popen: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``module`` to its end and return what it printed."""
+    """Run ``module`` to its end (through the command ``wrapper``, if given, such as
+    ``setpriv``) and return what it printed."""
     return subprocess.run(
-        module_command(module, *args),
+        [*wrapper, *module_command(module, *args)],
         env=child_environment(),
         capture_output=True,
         text=True,

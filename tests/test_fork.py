@@ -1,0 +1,123 @@
+"""Fork and multiprocessing: a child started by ``os.fork()`` or ``multiprocessing``
+(fork or spawn) uses the store, and the parent's data, its open reads and its threads
+are untouched."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from stress import run
+from stress.forking import child_job_ids, run_child, write_jobs
+from stress.worker import MAP_SIZE, Report, run_threads
+from stress.workload import Model, contents, make_job, make_scheduler, random_run_time
+
+from lmdbstore import LMDBJobStore
+
+FORKS = ["os.fork", "multiprocessing fork"]
+
+
+@pytest.fixture
+def scheduler() -> BackgroundScheduler:
+    return make_scheduler()
+
+
+@pytest.fixture
+def store(tmp_path: Path, scheduler: BackgroundScheduler) -> Iterator[LMDBJobStore]:
+    store = LMDBJobStore(tmp_path / "jobs.lmdb", map_size=MAP_SIZE)
+    store.start(scheduler, "default")
+    yield store
+    store.shutdown()
+
+
+def _populate(store: LMDBJobStore, scheduler: BackgroundScheduler) -> Model:
+    rng = random.Random(5)
+    store.add_jobs(
+        [
+            make_job(scheduler, f"parent-{n}", random_run_time(rng), "parent", 500)
+            for n in range(30)
+        ]
+    )
+    return contents(store)
+
+
+def _assert_holds(store: LMDBJobStore, expected: Model, child_ids: list[str]) -> None:
+    found = contents(store)
+    assert {job_id: found.get(job_id) for job_id in expected} == expected
+    assert set(child_ids) <= found.keys()
+    assert store.check().ok
+
+
+@pytest.mark.parametrize("method", FORKS)
+def test_a_forked_child_reads_and_writes_the_inherited_store(
+    store: LMDBJobStore, scheduler: BackgroundScheduler, method: str
+) -> None:
+    expected = _populate(store, scheduler)
+
+    assert run_child(method, write_jobs, store, "child-", 200, expected) == 0
+
+    _assert_holds(store, expected, child_job_ids("child-", 200))
+    store.add_job(make_job(scheduler, "parent-after", None, "parent", 0))
+    assert store.lookup_job("parent-after") is not None
+
+
+def test_a_spawned_child_opens_the_store_by_its_path(
+    store: LMDBJobStore, scheduler: BackgroundScheduler
+) -> None:
+    expected = _populate(store, scheduler)
+
+    assert run_child("multiprocessing spawn", write_jobs, store.path, "child-", 50, expected) == 0
+
+    _assert_holds(store, expected, child_job_ids("child-", 50))
+
+
+@pytest.mark.parametrize("method", [*FORKS, "multiprocessing spawn"])
+def test_an_open_read_of_the_parent_survives_a_child_that_writes(
+    tmp_path: Path, method: str
+) -> None:
+    """The parent holds a read transaction of ``store.environment.env`` open while a
+    child it starts makes 300 commits: the parent's snapshot still reads as it did, its
+    slot stays in the reader table, and its later reads see the child's jobs. (A child
+    may refuse the store with a clear error, rather than release the parent's slot.)"""
+    result = run("forking", str(tmp_path / "jobs.lmdb"), method)
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(result.stdout)
+    assert findings["child_exit_code"] >= 0, "the child was killed by a signal"
+    assert findings["snapshot_intact"], "the child's commits changed the parent's snapshot"
+    assert findings["slot_kept"], "the child released the parent's reader slot"
+    if findings["child_exit_code"] == 0:
+        assert findings["later_reads_see_the_child"]
+    assert findings["check_ok"]
+
+
+def test_fork_while_other_threads_read_and_write(
+    store: LMDBJobStore, scheduler: BackgroundScheduler
+) -> None:
+    """Children forked while 8 threads work on the store: every child can write, and
+    no thread of the parent sees an error or loses a write."""
+    reports: list[Report] = []
+    names = [f"t{index}" for index in range(8)]
+    workers = threading.Thread(
+        target=lambda: reports.append(run_threads(store, scheduler, names, seed=2, seconds=2.0))
+    )
+    workers.start()
+    exit_codes = []
+    try:
+        while workers.is_alive() or not exit_codes:
+            prefix = f"child{len(exit_codes)}-"
+            exit_codes.append(run_child("os.fork", write_jobs, store, prefix, 5, {}))
+    finally:
+        workers.join()
+    assert exit_codes == [0] * len(exit_codes)
+    [report] = reports
+    assert report.errors == []
+    assert report.lost == []
+    found = contents(store)
+    for index in range(len(exit_codes)):
+        assert set(child_job_ids(f"child{index}-", 5)) <= found.keys()
+    assert store.check().ok
