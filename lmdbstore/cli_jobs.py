@@ -63,7 +63,7 @@ def list_jobs(store: str, as_json: bool) -> None:
       lmdbstore list /var/lib/myapp/jobs.lmdb
       lmdbstore list --json jobs.lmdb | jq '.[] | select(.paused) | .id'
     """
-    with opened_store(store) as opened:
+    with opened_store(store, readonly=True) as opened:
         jobs = read_jobs(opened)
     if as_json:
         _echo_json([job_summary(job) for job in jobs])
@@ -104,7 +104,7 @@ def show(store: str, job_id: str, as_json: bool) -> None:
     Example:
       lmdbstore show jobs.lmdb nightly-report
     """
-    with opened_store(store) as opened:
+    with opened_store(store, readonly=True) as opened:
         job = _find(opened, job_id)
     if as_json:
         _echo_json(job_details(job))
@@ -124,7 +124,7 @@ def stats(store: str, as_json: bool) -> None:
     Example:
       lmdbstore stats jobs.lmdb
     """
-    with opened_store(store) as opened:
+    with opened_store(store, readonly=True) as opened:
         found = read_stats(opened)
     if as_json:
         _echo_json(stats_summary(found))
@@ -137,7 +137,7 @@ def stats(store: str, as_json: bool) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Move records that do not decode to the quarantine and rebuild the index.",
+    help="Move damaged records to the quarantine and rebuild the index.",
 )
 @import_path_option
 @click.pass_context
@@ -146,21 +146,15 @@ def check(ctx: click.Context, store: str, repair: bool) -> None:
     record decodes. Exit status 1 if a problem was found (even if --repair repaired it).
 
     A job whose state names a class this command cannot import (an argument of your own
-    class) is a problem here only; --repair refuses to quarantine it: give --path.
+    class) is a problem here only: --repair leaves it in place; give --path to check it.
 
     \b
     Examples:
       lmdbstore check jobs.lmdb
       lmdbstore check --repair --path /srv/myapp jobs.lmdb
     """
-    with opened_store(store) as opened:
+    with opened_store(store, readonly=not repair) as opened:
         unimportable = unimportable_jobs(opened)
-        if repair and unimportable:
-            names = ", ".join(map(repr, unimportable))
-            raise click.ClickException(
-                f"nothing was repaired: job(s) {names} cannot be read here only because their "
-                "code cannot be imported; add --path DIR so that it can"
-            )
         report = opened.check(repair=repair)
     click.echo(str(report))
     for job_id, error in unimportable.items():
@@ -267,7 +261,7 @@ def quarantine(store: str, restore: str | None, purge: str | None, as_json: bool
     """
     if restore is not None and purge is not None:
         raise click.UsageError("give --restore or --purge, not both")
-    with opened_store(store) as opened:
+    with opened_store(store, readonly=restore is None and purge is None) as opened:
         if restore is not None:
             _restore(opened, restore)
         elif purge is not None:

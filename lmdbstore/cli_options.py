@@ -50,10 +50,10 @@ import_path_option = click.option(
 
 
 @contextmanager
-def opened_store(path: str) -> Iterator[LMDBJobStore]:
-    """The store at ``path``, opened with the serializer it was written with, and closed
-    after the block."""
-    store = open_store(path)
+def opened_store(path: str, readonly: bool = False) -> Iterator[LMDBJobStore]:
+    """The store at ``path``, opened with the serializer it was written with (for reading
+    only, if ``readonly``), and closed after the block."""
+    store = open_store(path, readonly=readonly)
     try:
         yield store
     finally:

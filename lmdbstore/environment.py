@@ -111,6 +111,8 @@ class StoreEnvironment:
         self.durability = durability
         self.readonly = readonly
         self.serializer_name = ""
+        self.format_version = FORMAT_VERSION
+        """The format version of the store, as its file records it."""
         self._map_size = map_size
         self._gate = _Gate()
         self._env: lmdb.Environment | None = None
@@ -237,16 +239,24 @@ class StoreEnvironment:
             )
         if b"meta" not in names and self.readonly:
             raise StorePathError(self.path, "holds no lmdbstore store yet")
+        if self.readonly:
+            # Handles opened inside a read-only transaction die with it: open them alone.
+            dbs = [env.open_db(name, create=False) for name in _DB_NAMES]
         with env.begin(write=not self.readonly) as txn:
-            dbs = [env.open_db(name, txn=txn, create=not self.readonly) for name in _DB_NAMES]
+            if not self.readonly:
+                dbs = [env.open_db(name, txn=txn) for name in _DB_NAMES]
             meta = dbs[2]
             found = txn.get(_FORMAT_KEY, db=meta)
             if found is None:
                 if names & {b"jobs", b"index"}:
                     raise StorePathError(self.path, "lacks its format record: it is damaged")
                 txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
-            elif int(found) > FORMAT_VERSION:
-                raise NewerFormatError(self.path, int(found), FORMAT_VERSION)
+                found = str(FORMAT_VERSION).encode()
+            if not found.isdigit():
+                raise StorePathError(self.path, f"has a damaged format record: {found!r}")
+            self.format_version = int(found)
+            if self.format_version > FORMAT_VERSION:
+                raise NewerFormatError(self.path, self.format_version, FORMAT_VERSION)
             serializer = txn.get(_SERIALIZER_KEY, db=meta)
             self.serializer_name = serializer.decode() if serializer else ""
         self.jobs, self.index, self.meta, self.quarantine = dbs

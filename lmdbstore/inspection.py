@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
-from .environment import _FORMAT_KEY, StoreEnvironment, Transaction, open_environment
+from .environment import StoreEnvironment, Transaction, open_environment
 from .keys import (
     PAUSED,
     RUN_TIME_SIZE,
@@ -37,20 +37,18 @@ from .serializers import SERIALIZER_NAMES, Serializer
 from .store import LMDBJobStore
 
 
-def open_store(path: str | os.PathLike[str], *, new_serializer: str = "pickle") -> LMDBJobStore:
+def open_store(
+    path: str | os.PathLike[str], *, new_serializer: str = "pickle", readonly: bool = False
+) -> LMDBJobStore:
     """Open the store at ``path`` with the serializer it was written with; a store created
-    here (or never written) gets ``new_serializer``.
-
-    The store is opened for writing even by tools that only read: a store opened
-    ``readonly`` cannot read its sub-databases yet (py-lmdb drops the database handles
-    opened in a read-only transaction). Reading writes nothing.
+    here (or never written) gets ``new_serializer``. A ``readonly`` store must exist.
 
     :raises LMDBStoreError: if ``path`` cannot hold a store
     """
-    env = open_environment(path)
+    env = open_environment(path, readonly=readonly)
     try:
         serializer = env.serializer_name or new_serializer
-        return LMDBJobStore(path, serializer=serializer)
+        return LMDBJobStore(path, serializer=serializer, readonly=readonly)
     finally:
         env.release()
 
@@ -256,7 +254,7 @@ def read_stats(store: LMDBJobStore) -> StoreStats:
     """Return the counts and sizes of ``store``, from one snapshot."""
     env = store.environment
 
-    def count(txn: Transaction) -> tuple[int, int, int, int, bytes | None]:
+    def count(txn: Transaction) -> tuple[int, int, int, bytes | None]:
         paused = 0
         first = None
         with txn.cursor(db=env.index) as cursor:
@@ -265,19 +263,18 @@ def read_stats(store: LMDBJobStore) -> StoreStats:
             if cursor.set_range(PAUSED):
                 paused = sum(1 for _ in cursor.iternext(values=False))
         return (
-            int(txn.get(_FORMAT_KEY, db=env.meta)),
             txn.stat(env.jobs)["entries"],
             paused,
             txn.stat(env.quarantine)["entries"],
             first,
         )
 
-    format_version, jobs, paused, quarantined, first = env.read(count)
+    jobs, paused, quarantined, first = env.read(count)
     info = env.env.info()
     page_size = env.env.stat()["psize"]
     return StoreStats(
         path=env.path,
-        format_version=format_version,
+        format_version=env.format_version,
         serializer=store.serializer.name,
         jobs=jobs,
         paused=paused,

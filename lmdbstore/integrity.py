@@ -17,6 +17,7 @@ from .keys import (
     job_key,
 )
 from .records import (
+    CorruptRecordError,
     JobRecord,
     QuarantineEntry,
     decode_next_run_time,
@@ -63,12 +64,14 @@ def check_store(
     every job has exactly one index entry, and that every record decodes (its callable is
     not imported).
 
-    With ``repair``, records that do not decode move to the quarantine and the index is
-    rebuilt from the remaining records, in one transaction.
+    With ``repair``, records whose bytes are damaged move to the quarantine and the index
+    is rebuilt from the remaining records, in one transaction. A record that is whole but
+    does not unpickle here (its classes live in modules this process cannot import) is
+    reported and left in place: a scheduler that cannot restore it quarantines it itself.
     """
     report = IntegrityReport(env.path)
-    broken = env.read(lambda txn: _inspect(txn, env, serializer, report))
-    if repair and report.problems:
+    broken, repairable = env.read(lambda txn: _inspect(txn, env, serializer, report))
+    if repair and repairable:
         env.write(lambda txn: _rebuild(txn, env, broken))
         report.repaired = True
     return report
@@ -79,9 +82,11 @@ def _inspect(
     env: StoreEnvironment,
     serializer: Serializer,
     report: IntegrityReport,
-) -> dict[bytes, str]:
-    """Fill ``report``; return the records that do not decode, with why, by job key."""
+) -> tuple[dict[bytes, str], bool]:
+    """Fill ``report``; return the damaged records, with why, by job key, and whether
+    anything :func:`_rebuild` mends was found."""
     problems = report.problems
+    index_wrong = False
     indexed: Counter[bytes] = Counter()
     with txn.cursor(db=env.index) as cursor:
         for key in cursor.iternext(values=False):
@@ -93,27 +98,44 @@ def _inspect(
                 problems.append(f"index entry {key!r} names no job")
             elif record_run_key(data) != key[:RUN_TIME_SIZE]:
                 problems.append(f"index entry {key!r} disagrees with its job's run time")
+            else:
+                continue
+            index_wrong = True
     broken = {}
     with txn.cursor(db=env.jobs) as cursor:
         for key, data in cursor:
             report.jobs += 1
             id_key = id_key_of_job_key(key)
+            damage = _damage(data)
+            if damage:
+                broken[key] = damage
+                problems.append(f"job {key!r} is damaged: {damage}")
+                continue
             error = _decode_error(data, serializer)
             if error:
-                broken[key] = error
-                problems.append(f"job {key!r} does not decode: {error}")
-                continue
+                problems.append(f"job {key!r} does not decode here: {error}")
             run_key = record_run_key(data)
             report.paused += run_key == PAUSED
             if indexed[id_key] != 1 or txn.get(index_key(run_key, id_key), db=env.index) is None:
                 problems.append(f"job {key!r} has {indexed[id_key]} index entries, not one")
+                index_wrong = True
     report.quarantined = txn.stat(env.quarantine)["entries"]
-    return broken
+    return broken, index_wrong or bool(broken)
+
+
+def _damage(data: bytes) -> str:
+    """What is wrong with the bytes of a record, if anything."""
+    try:
+        JobRecord.decode(data)
+    except CorruptRecordError as exc:
+        return str(exc)
+    return ""
 
 
 def _decode_error(data: bytes, serializer: Serializer) -> str:
+    """Why a whole record does not decode in this process, if it does not."""
+    record = JobRecord.decode(data)
     try:
-        record = JobRecord.decode(data)
         if record.serializer_tag != serializer.tag:
             return f"written by serializer #{record.serializer_tag}, not {serializer.name}"
         state = serializer.loads(record.body)

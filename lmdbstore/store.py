@@ -625,7 +625,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             except Exception as exc:
                 self._cache.discard(id_key)
                 failed.append((id_key, data, exc))
-        if failed and not self.readonly:
+        if not failed:
+            return jobs
+        if self.readonly:
+            for id_key, data, error in failed:
+                self._logger.warning(
+                    'Unable to restore job "%s" -- left in place: the store is read-only',
+                    record_job_id(id_key, data),
+                    exc_info=error,
+                )
+        else:
             self._quarantine(failed)
         return jobs
 

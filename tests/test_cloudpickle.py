@@ -119,7 +119,7 @@ def test_a_record_written_by_another_serializer_is_refused(tmp_path: Path) -> No
     )
     check = run_cli("check", path, cwd=tmp_path)
     assert check.returncode == 1
-    assert "does not decode: written by serializer #2, not pickle" in check.stdout
+    assert "does not decode here: written by serializer #2, not pickle" in check.stdout
 
     store = LMDBJobStore(path)
     assert store.lookup_job("beta") is None
