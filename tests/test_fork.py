@@ -106,7 +106,7 @@ def test_fork_while_other_threads_read_and_write(
         target=lambda: reports.append(run_threads(store, scheduler, names, seed=2, seconds=2.0))
     )
     workers.start()
-    exit_codes = []
+    exit_codes: list[int] = []
     try:
         while workers.is_alive() or not exit_codes:
             prefix = f"child{len(exit_codes)}-"

@@ -117,9 +117,9 @@ def run(
     return figures
 
 
-def read_latency(directory: Path) -> tuple[float, float]:
-    """The median time (µs) of a ``lookup_job`` with no writer, and while another
-    process sits inside a write transaction."""
+def read_latency(directory: Path) -> str:
+    """The median time of a ``lookup_job`` with no writer, and while another process
+    sits inside a write transaction, as a sentence."""
     path = directory / "latency.lmdb"
     store = LMDBJobStore(path)
     try:
@@ -132,7 +132,10 @@ def read_latency(directory: Path) -> tuple[float, float]:
             assert holder.poll() is None
     finally:
         store.shutdown()
-    return idle, held
+    return (
+        f"lookup_job median: {idle:.1f} µs with no writer, {held:.1f} µs while another "
+        "process holds a write transaction open"
+    )
 
 
 def _median_lookup(store: LMDBJobStore) -> float:
@@ -153,12 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         figures = run(Path(directory), args.processes, args.threads, args.seconds, args.seed)
-        idle, held = read_latency(Path(directory))
+        latency = read_latency(Path(directory))
     print(figures)
-    print(
-        f"lookup_job median: {idle:.1f} µs with no writer, {held:.1f} µs while another "
-        "process holds a write transaction open"
-    )
+    print(latency)
     sys.exit(0 if figures.ok else 1)
 
 

@@ -37,7 +37,6 @@ def child_job_ids(prefix: str, count: int) -> list[str]:
 def write_jobs(store: LMDBJobStore | str, prefix: str, count: int, expected: Model) -> None:
     """Check that the store (an object, or a path to open) holds at least ``expected``,
     then add the jobs :func:`child_job_ids` names, one commit each."""
-    opened = isinstance(store, str)
     job_store = LMDBJobStore(store) if isinstance(store, str) else store
     try:
         found = contents(job_store)
@@ -49,7 +48,7 @@ def write_jobs(store: LMDBJobStore | str, prefix: str, count: int, expected: Mod
             run_time = _START + timedelta(minutes=index)
             job_store.add_job(make_job(scheduler, job_id, run_time, prefix, 100))
     finally:
-        if opened:
+        if job_store is not store:
             job_store.shutdown()
 
 
@@ -76,7 +75,11 @@ def run_child(method: str, function: Callable[..., None], *args: Any) -> int:
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
-    context = multiprocessing.get_context(method.split()[-1])
+    context = (
+        multiprocessing.get_context("spawn")
+        if method.endswith("spawn")
+        else multiprocessing.get_context("fork")
+    )
     process = context.Process(target=function, args=args)
     process.start()
     process.join(timeout=CHILD_TIMEOUT)

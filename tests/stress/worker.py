@@ -173,7 +173,11 @@ class _Thread:
     def get_due_jobs(self) -> None:
         now = random_run_time(self.rng)
         due = {job.id: fingerprint(job) for job in self.store.get_due_jobs(now)}
-        late = [job_id for job_id, (run_time, _, _) in due.items() if not run_time <= now]
+        late = [
+            job_id
+            for job_id, (run_time, _, _) in due.items()
+            if run_time is None or run_time > now
+        ]
         assert not late, f"get_due_jobs({now}) returned jobs not due: {late}"
         own_due = {k: v for k, v in self.model.items() if v[0] is not None and v[0] <= now}
         self._check_own(due, f"in get_due_jobs({now})", own_due)
