@@ -77,7 +77,7 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 @pytest.mark.parametrize(
     ("trials", "seed"),
-    [(30, 1), pytest.param(500, 1, marks=pytest.mark.slow)],
+    [(30, 1), pytest.param(500, 1, marks=[pytest.mark.slow, pytest.mark.timeout(1800)])],
 )
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path, trials: int, seed: int) -> None:
     """Writers doing every kind of write (map growth included) are killed at random
