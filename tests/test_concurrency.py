@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
-from stress import started
+from stress import started, wait_for
 from stress.concurrency import run
 from stress.holder import UNCOMMITTED
 from stress.worker import MAP_SIZE, run_threads
@@ -85,8 +85,7 @@ def test_reads_complete_while_another_process_holds_the_write_lock(
     expected = contents(store)
     first = min(job.next_run_time for job in jobs)
     with started("holder", store.path, "write") as holder:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "ready\n"
+        wait_for(holder, "ready")
         assert _completes(lambda: contents(store)) == expected
         assert _completes(lambda: store.lookup_job("job-7")) is not None
         assert _completes(lambda: len(store.get_due_jobs(first))) == 1

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stress import started
+from stress import started, wait_for
 from stress.crash import run_trials
 from stress.holder import GROWING_JOB_ID, GROWING_JOB_SIZE, UNCOMMITTED
-from stress.workload import Model, contents, make_job, make_scheduler, random_run_time
+from stress.workload import contents, make_job, make_scheduler, populate
 
 from lmdbstore import LMDBJobStore
 
@@ -37,27 +37,10 @@ def store(store_path: Path) -> Iterator[LMDBJobStore]:
     store.shutdown()
 
 
-def _populate(store: LMDBJobStore, count: int) -> Model:
-    scheduler = make_scheduler()
-    rng = random.Random(count)
-    jobs = [
-        make_job(scheduler, f"job-{index}", random_run_time(rng), f"token-{index}", 100)
-        for index in range(count)
-    ]
-    store.add_jobs(jobs)
-    return contents(store)
-
-
 def _reader_pids(store: LMDBJobStore) -> list[int]:
     """The process ids in the store's reader table (``env.readers()``)."""
     lines = store.environment.env.readers().splitlines()[1:]
     return [int(line.split()[0]) for line in lines]
-
-
-def _wait_for(process: subprocess.Popen[str], word: str) -> None:
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line == f"{word}\n", f"the helper process said {line!r}, not {word!r}"
 
 
 def _read_until_killed(store: LMDBJobStore, fd: int) -> None:
@@ -99,7 +82,7 @@ def test_kill_while_the_map_grows(store_path: Path) -> None:
     rng = random.Random(7)
     for _ in range(3):
         with started("holder", str(store_path), "grow") as holder:
-            _wait_for(holder, "ready")
+            wait_for(holder, "ready")
             time.sleep(rng.uniform(0, 0.15))
             _kill(holder)
             assert holder.stdout is not None
@@ -123,10 +106,10 @@ def test_stale_reader_slot_is_cleared_on_next_open(
 ) -> None:
     """A process killed inside a read leaves its slot in LMDB's reader table; the next
     open of the store clears it."""
-    expected = _populate(store, 3000)
+    expected = populate(store, 3000)
     for _ in range(20):
         with started("holder", str(store_path), mode) as holder:
-            _wait_for(holder, "ready")
+            wait_for(holder, "ready")
             while holder.pid not in _reader_pids(store):
                 assert holder.poll() is None
             _kill(holder)
@@ -147,7 +130,7 @@ def test_stale_reader_slot_is_cleared_on_next_open(
 def test_reader_table_does_not_fill_up_after_many_crashes(store: LMDBJobStore) -> None:
     """More readers than the reader table has slots are killed inside a read, one after
     the other: each next one still gets a slot, and nothing is left behind."""
-    expected = _populate(store, 10)
+    expected = populate(store, 10)
     for _ in range(_READER_CRASHES):
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -178,9 +161,9 @@ def test_reader_table_does_not_fill_up_after_many_crashes(store: LMDBJobStore) -
 def test_writer_killed_holding_the_write_lock(store_path: Path, store: LMDBJobStore) -> None:
     """A process killed inside a write transaction does not block the next writer, and
     nothing of its transaction is committed."""
-    expected = _populate(store, 10)
+    expected = populate(store, 10)
     with started("holder", str(store_path), "write") as holder:
-        _wait_for(holder, "ready")
+        wait_for(holder, "ready")
         _kill(holder)
     scheduler = make_scheduler()
     job = make_job(scheduler, "after", None, "after", 0)

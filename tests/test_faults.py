@@ -29,7 +29,15 @@ import pytest
 from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.schedulers.background import BackgroundScheduler
 from stress import run
-from stress.workload import Model, contents, fingerprint, make_job, make_scheduler, random_run_time
+from stress.workload import (
+    Model,
+    contents,
+    fingerprint,
+    make_job,
+    make_scheduler,
+    populate,
+    random_run_time,
+)
 
 from lmdbstore import (
     JobSerializationError,
@@ -62,22 +70,11 @@ def store(store_path: Path, scheduler: BackgroundScheduler) -> Iterator[LMDBJobS
     store.shutdown()
 
 
-def _populate(store: LMDBJobStore, scheduler: BackgroundScheduler, count: int = 5) -> Model:
-    rng = random.Random(count)
-    store.add_jobs(
-        [
-            make_job(scheduler, f"kept-{n}", random_run_time(rng), f"kept-{n}", 300)
-            for n in range(count)
-        ]
-    )
-    return contents(store)
-
-
 @pytest.fixture
-def kept(store: LMDBJobStore, scheduler: BackgroundScheduler) -> Iterator[Model]:
+def kept(store: LMDBJobStore) -> Iterator[Model]:
     """Jobs stored before the fault; at the end of the test they must all be there, and
     the store must check clean."""
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     yield expected
     found = contents(store)
     assert {job_id: found.get(job_id) for job_id in expected} == expected
@@ -197,7 +194,7 @@ def test_a_record_whose_bytes_are_corrupted_is_quarantined(
     marker = "corrupt-me-" * 10
     store = LMDBJobStore(store_path)
     store.start(scheduler, "default")
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     store.add_job(make_job(scheduler, "damaged", None, marker, 0))
     store.shutdown()
     data = (store_path / "data.mdb").read_bytes()
@@ -304,19 +301,17 @@ def shared_dir(tmp_path: Path) -> Iterator[Path]:
         mount_point.rmdir()
 
 
-def _shared_store(shared_dir: Path, scheduler: BackgroundScheduler) -> tuple[Path, Model]:
+def _shared_store(shared_dir: Path) -> tuple[Path, Model]:
     path = shared_dir / "jobs.lmdb"
     store = LMDBJobStore(path)
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     store.shutdown()
     return path, expected
 
 
 @pytest.mark.parametrize("unreadable", ["directory", "data file"])
-def test_an_unreadable_store(
-    shared_dir: Path, scheduler: BackgroundScheduler, unreadable: str
-) -> None:
-    path, expected = _shared_store(shared_dir, scheduler)
+def test_an_unreadable_store(shared_dir: Path, unreadable: str) -> None:
+    path, expected = _shared_store(shared_dir)
     (path if unreadable == "directory" else path / "data.mdb").chmod(0)
 
     [opened] = _probe(path, "open", as_nobody=True)
@@ -329,10 +324,10 @@ def test_an_unreadable_store(
     store.shutdown()
 
 
-def test_a_read_only_store_for_its_user(shared_dir: Path, scheduler: BackgroundScheduler) -> None:
+def test_a_read_only_store_for_its_user(shared_dir: Path) -> None:
     """Files the user may read but not write: the store opens, reads work, writes raise
     ReadOnlyStoreError."""
-    path, expected = _shared_store(shared_dir, scheduler)
+    path, expected = _shared_store(shared_dir)
     for file in path.iterdir():
         file.chmod(0o444)
     path.chmod(0o555)
@@ -352,7 +347,7 @@ def test_a_read_only_store_for_its_user(shared_dir: Path, scheduler: BackgroundS
 
 def test_a_store_opened_read_only(store_path: Path, scheduler: BackgroundScheduler) -> None:
     store = LMDBJobStore(store_path)
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     store.shutdown()
     reader = LMDBJobStore(store_path, readonly=True)
     reader.start(scheduler, "default")
@@ -425,12 +420,12 @@ def test_a_full_disk(small_disk: Path, scheduler: BackgroundScheduler, payload: 
         store.shutdown()
 
 
-def test_a_file_size_limit(store_path: Path, scheduler: BackgroundScheduler) -> None:
+def test_a_file_size_limit(store_path: Path) -> None:
     """Writes beyond RLIMIT_FSIZE (EFBIG, as on a file system that allows no larger
     file) fail with a StorageError; the store is whole and takes writes once the limit
     is lifted."""
     store = LMDBJobStore(store_path)
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     store.shutdown()
 
     reports = _probe(store_path, "open", "limit", "fill", "read", "unlimit", "add", "check")
@@ -458,7 +453,7 @@ def test_two_store_objects_on_one_path_share_it(
     second = LMDBJobStore(store_path)
     try:
         assert first.environment is second.environment
-        expected = _populate(first, scheduler)
+        expected = populate(first, 5, "kept-")
         assert contents(second) == expected
         second.add_job(make_job(scheduler, "second", None, "second", 0))
         first.shutdown()
@@ -487,11 +482,9 @@ def test_the_store_on_a_path_raw_lmdb_holds(store_path: Path) -> None:
 # -- another version -------------------------------------------------------------------
 
 
-def test_a_store_written_by_a_newer_format(
-    store_path: Path, scheduler: BackgroundScheduler
-) -> None:
+def test_a_store_written_by_a_newer_format(store_path: Path) -> None:
     store = LMDBJobStore(store_path)
-    expected = _populate(store, scheduler)
+    expected = populate(store, 5, "kept-")
     store.shutdown()
     _set_format(store_path, b"2")
 

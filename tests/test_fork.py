@@ -5,7 +5,6 @@ are untouched."""
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from stress import run
 from stress.forking import child_job_ids, run_child, write_jobs
 from stress.worker import MAP_SIZE, Report, run_threads
-from stress.workload import Model, contents, make_job, make_scheduler, random_run_time
+from stress.workload import Model, contents, make_job, make_scheduler, populate
 
 from lmdbstore import LMDBJobStore
 
@@ -35,17 +34,6 @@ def store(tmp_path: Path, scheduler: BackgroundScheduler) -> Iterator[LMDBJobSto
     store.shutdown()
 
 
-def _populate(store: LMDBJobStore, scheduler: BackgroundScheduler) -> Model:
-    rng = random.Random(5)
-    store.add_jobs(
-        [
-            make_job(scheduler, f"parent-{n}", random_run_time(rng), "parent", 500)
-            for n in range(30)
-        ]
-    )
-    return contents(store)
-
-
 def _assert_holds(store: LMDBJobStore, expected: Model, child_ids: list[str]) -> None:
     found = contents(store)
     assert {job_id: found.get(job_id) for job_id in expected} == expected
@@ -57,7 +45,7 @@ def _assert_holds(store: LMDBJobStore, expected: Model, child_ids: list[str]) ->
 def test_a_forked_child_reads_and_writes_the_inherited_store(
     store: LMDBJobStore, scheduler: BackgroundScheduler, method: str
 ) -> None:
-    expected = _populate(store, scheduler)
+    expected = populate(store, 30, "parent-")
 
     assert run_child(method, write_jobs, store, "child-", 200, expected) == 0
 
@@ -66,10 +54,8 @@ def test_a_forked_child_reads_and_writes_the_inherited_store(
     assert store.lookup_job("parent-after") is not None
 
 
-def test_a_spawned_child_opens_the_store_by_its_path(
-    store: LMDBJobStore, scheduler: BackgroundScheduler
-) -> None:
-    expected = _populate(store, scheduler)
+def test_a_spawned_child_opens_the_store_by_its_path(store: LMDBJobStore) -> None:
+    expected = populate(store, 30, "parent-")
 
     assert run_child("multiprocessing spawn", write_jobs, store.path, "child-", 50, expected) == 0
 

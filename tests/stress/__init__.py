@@ -54,6 +54,13 @@ def started(module: str, *args: str, **popen: Any) -> Iterator[subprocess.Popen[
                 stream.close()
 
 
+def wait_for(process: subprocess.Popen[str], word: str) -> None:
+    """Read the next line ``process`` prints; fail unless it is ``word``."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line == f"{word}\n", f"the process said {line!r}, not {word!r}"
+
+
 def run(
     module: str, *args: str, wrapper: Sequence[str] = (), timeout: float = 120, **popen: Any
 ) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lmdbstore import LMDBJobStore
 
-from . import started
+from . import started, wait_for
 from .worker import MAP_SIZE, Report
 from .workload import make_job, make_scheduler
 
@@ -126,8 +126,7 @@ def read_latency(directory: Path) -> str:
         store.add_job(make_job(make_scheduler(), "job", None, "token", 100))
         idle = _median_lookup(store)
         with started("holder", str(path), "write") as holder:
-            assert holder.stdout is not None
-            assert holder.stdout.readline() == "ready\n"
+            wait_for(holder, "ready")
             held = _median_lookup(store)
             assert holder.poll() is None
     finally:

@@ -71,6 +71,20 @@ def contents(store: LMDBJobStore) -> Model:
     return {job.id: fingerprint(job) for job in store.get_all_jobs()}
 
 
+def populate(store: LMDBJobStore, count: int, prefix: str = "job-") -> Model:
+    """Add ``count`` jobs (ids ``prefix`` + number, seeded run times) in one call, and
+    return what the store then holds."""
+    scheduler = make_scheduler()
+    rng = random.Random(count)
+    store.add_jobs(
+        [
+            make_job(scheduler, f"{prefix}{n}", random_run_time(rng), f"{prefix}{n}", 100)
+            for n in range(count)
+        ]
+    )
+    return contents(store)
+
+
 def random_run_time(rng: random.Random) -> datetime:
     return _EPOCH + timedelta(microseconds=rng.randrange(_SPAN_US))
 
