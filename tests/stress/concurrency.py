@@ -47,7 +47,7 @@ class ConcurrencyFigures:
     def ok(self) -> bool:
         report = self.report
         return not (
-            report.errors
+            report.error_count
             or report.lost
             or self.duplicate_claims
             or self.unaccounted_claims
@@ -61,7 +61,7 @@ class ConcurrencyFigures:
             f"{self.threads} threads for {self.seconds:g} s",
             f"operations: {sum(ops.values())} "
             f"({', '.join(f'{name} {count}' for name, count in ops.most_common())})",
-            f"errors: {len(self.report.errors)}",
+            f"errors: {self.report.error_count}",
             f"lost or wrong reads of acknowledged writes: {len(self.report.lost)}",
             f"shared ids claimed: {len(self.report.claims)}, claimed twice: "
             f"{len(self.duplicate_claims)}, unaccounted for: {len(self.unaccounted_claims)}",

@@ -51,12 +51,15 @@ class Report:
     """What threads did and found."""
 
     ops: Counter[str] = field(default_factory=Counter)
+    error_count: int = 0
     errors: list[str] = field(default_factory=list)
+    """The first :data:`_ERRORS_KEPT` errors."""
     lost: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)
 
     def merge(self, other: Report) -> None:
         self.ops.update(other.ops)
+        self.error_count += other.error_count
         self.errors += other.errors[: _ERRORS_KEPT - len(self.errors)]
         self.lost += other.lost
         self.claims += other.claims
@@ -67,7 +70,7 @@ class Report:
     @classmethod
     def from_json(cls, text: str) -> Report:
         data = json.loads(text)
-        return cls(Counter(data["ops"]), data["errors"], data["lost"], data["claims"])
+        return cls(**{**data, "ops": Counter(data["ops"])})
 
 
 class _Thread:
@@ -101,6 +104,7 @@ class _Thread:
             try:
                 operation()
             except Exception as exc:
+                self.report.error_count += 1
                 if len(self.report.errors) < _ERRORS_KEPT:
                     message = f"{self.name} {operation.__name__}: {type(exc).__name__}: {exc}"
                     self.report.errors.append(message)
@@ -228,6 +232,7 @@ def run_threads(
     for part in reports:
         report.merge(part)
     if len(reports) != len(threads):
+        report.error_count += 1
         report.errors.append(f"{len(threads) - len(reports)} threads died")
     return report
 
