@@ -16,7 +16,6 @@ import argparse
 import json
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +95,8 @@ def _run_trial(
     args = ["--path", str(path), "--seed", str(rng.randrange(2**32))]
     args += ["--prefix", f"t{trial}.", "--map-size", str(MAP_SIZE)]
     lines: list[str] = []
-    with started("writer", *args, stderr=subprocess.PIPE) as writer:
+    # The writer's standard error goes to a file: a pipe that filled up would block it.
+    with tempfile.TemporaryFile("w+") as stderr, started("writer", *args, stderr=stderr) as writer:
         assert writer.stdout is not None
         acks = 0
         while acks < acks_before_kill:
@@ -109,8 +109,8 @@ def _run_trial(
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         lines += writer.stdout.readlines()
-        assert writer.stderr is not None
-        errors = writer.stderr.read().strip().splitlines()
+        stderr.seek(0)
+        errors = stderr.read().strip().splitlines()
     figures.trials += 1
     if writer.returncode != -signal.SIGKILL:
         why = errors[-1] if errors else f"exit status {writer.returncode}"
