@@ -5,10 +5,11 @@ An entry is valid for one record stamp only: a reader compares it with the stamp
 record it just read in its own transaction, so a write by any process is never missed.
 
 Jobs built from an entry must stay independent of each other and of the entry, so only
-states whose parts are immutable are kept: arguments made of ``None``, booleans, numbers,
-strings, bytes and tuples of those, keyword arguments likewise (the dict itself is copied
-for each job), a textual reference to the callable, and one of APScheduler's own triggers
-(shared between jobs: APScheduler never changes a trigger in place, it replaces it).
+states made of plain parts are kept: arguments and keyword arguments made of ``None``,
+booleans, numbers, strings, bytes, and tuples, lists and dicts of those (each job gets its
+own copies of the lists and dicts), a textual reference to the callable, and one of
+APScheduler's own triggers (shared between jobs: APScheduler never changes a trigger in
+place, it replaces it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 
 from apscheduler.job import Job
 
-_ATOMS = frozenset({type(None), bool, int, str, bytes})
+_ATOMS = frozenset({type(None), bool, int, float, str, bytes})
 _SHARED_PARTS = frozenset({"trigger", "args", "kwargs"})
 _TRIGGER_MODULE = "apscheduler.triggers."
 _STATE_SLOTS = tuple(
@@ -38,6 +39,8 @@ class CachedState(NamedTuple):
     state: dict[str, Any]
     attributes: Attributes
     next_run_time: Any
+    args_mutable: bool
+    """Whether the arguments hold lists or dicts, which each job gets copies of."""
     func: Any
     """The callable its textual reference named when it was decoded."""
     module: str
@@ -61,20 +64,22 @@ def job_attributes(job: Job) -> Attributes:
 
 def cache_entry(stamp: bytes, body: bytes, state: dict[str, Any], job: Job) -> CachedState | None:
     """The entry for ``job``, written as (or decoded from) ``body`` from ``state``, or
-    ``None`` if its parts cannot be shared."""
+    ``None`` if its parts cannot be kept (see the module's documentation)."""
     if not shareable(state) or job.args is not state["args"] or job.func_ref != state["func"]:
         return None
-    kwargs = state["kwargs"].copy()
+    own = {**state, "args": fresh(state["args"]), "kwargs": fresh(state["kwargs"])}
     attributes = tuple(
-        (name, kwargs if name == "kwargs" else value) for name, value in job_attributes(job)
+        (name, own[name] if name in ("args", "kwargs") else value)
+        for name, value in job_attributes(job)
     )
     module, _, path = job.func_ref.partition(":")
     return CachedState(
         stamp,
         body,
-        {**state, "kwargs": kwargs},
+        own,
         attributes,
         job.next_run_time,
+        _mutable(own["args"]),
         job.func,
         module,
         tuple(path.split(".")),
@@ -87,41 +92,71 @@ def build_job(cached: CachedState) -> Job:
     job = Job.__new__(Job)
     for name, value in cached.attributes:
         setattr(job, name, value)
-    job.kwargs = job.kwargs.copy()
+    if cached.args_mutable:
+        job.args = fresh(job.args)
+    job.kwargs = fresh(job.kwargs)
     job.next_run_time = cached.next_run_time
     return job
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are equal immutable values that serialize identically."""
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind in _ATOMS:
+        return True
+    if kind is tuple or kind is list:
+        return all(map(_plain, value))
+    if kind is dict:
+        return all(type(key) in _ATOMS for key in value) and all(map(_plain, value.values()))
+    return False
+
+
+def _mutable(value: Any) -> bool:
+    """Whether plain ``value`` holds a list or a dict."""
+    kind = type(value)
+    if kind is list or kind is dict:
+        return True
+    return kind is tuple and any(map(_mutable, value))
+
+
+def fresh(value: Any) -> Any:
+    """A copy of plain ``value`` that shares none of its lists and dicts."""
+    kind = type(value)
+    if kind is dict:
+        return {key: fresh(item) for key, item in value.items()}
+    if kind is list:
+        return [fresh(item) for item in value]
+    if kind is tuple and _mutable(value):
+        return tuple(map(fresh, value))
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether plain ``a`` and ``b`` are equal and serialize identically."""
     kind = type(a)
     if kind is not type(b):
         return False
-    if kind is tuple:
-        return len(a) == len(b) and all(map(_same, a, b))
     if kind is float:
         return bool(a.hex() == b.hex())
+    if kind is tuple or kind is list:
+        return len(a) == len(b) and all(map(same, a, b))
+    if kind is dict:
+        return len(a) == len(b) and all(
+            same(key, other_key) and same(item, other_item)
+            for (key, item), (other_key, other_item) in zip(a.items(), b.items(), strict=True)
+        )
     return kind in _ATOMS and bool(a == b)
 
 
-def _immutable(value: Any) -> bool:
-    kind = type(value)
-    if kind is tuple:
-        return all(map(_immutable, value))
-    return kind in _ATOMS or kind is float
-
-
 def shareable(state: dict[str, Any]) -> bool:
-    """Whether jobs built from ``state`` (without its next run time) may share its parts."""
-    kwargs = state.get("kwargs")
-    trigger = state.get("trigger")
+    """Whether jobs built from ``state`` (without its next run time) may share its parts,
+    given their own copies of its lists and dicts."""
     return (
-        type(kwargs) is dict
+        type(state.get("kwargs")) is dict
         and type(state.get("args")) is tuple
-        and type(trigger).__module__.startswith(_TRIGGER_MODULE)
-        and _immutable(state["args"])
-        and _immutable(tuple(kwargs.values()))
-        and all(_immutable(v) for k, v in state.items() if k not in _SHARED_PARTS)
+        and type(state.get("trigger")).__module__.startswith(_TRIGGER_MODULE)
+        and _plain(state["args"])
+        and _plain(state["kwargs"])
+        and all(type(v) in _ATOMS for k, v in state.items() if k not in _SHARED_PARTS)
     )
 
 
@@ -130,18 +165,11 @@ def same_body(state: dict[str, Any], cached: dict[str, Any]) -> bool:
     decoded from, so that body can be written again as it is."""
     if state.keys() != cached.keys() or state["trigger"] is not cached["trigger"]:
         return False
-    for key, value in state.items():
-        if key == "trigger":
-            continue
-        if key == "kwargs":
-            other = cached["kwargs"]
-            if type(value) is not dict or value.keys() != other.keys():
-                return False
-            if not all(_same(v, other[k]) for k, v in value.items()):
-                return False
-        elif value is not cached[key] and not _same(value, cached[key]):
-            return False
-    return True
+    return all(
+        value is cached[key] or same(value, cached[key])
+        for key, value in state.items()
+        if key != "trigger"
+    )
 
 
 class StateCache:

@@ -119,3 +119,21 @@ def test_a_changed_argument_of_equal_value_but_other_type_is_stored(
     assert stored is not None
     assert type(stored.args[0]) is float
     assert str(stored.kwargs["zero"]) == "-0.0"
+
+
+def test_jobs_with_lists_and_dicts_in_their_arguments_are_cached_yet_independent(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", args=([1, 2], (3, [4])), kwargs={"to": ["a"], "opts": {}}))
+    first, second = store.lookup_job("job"), store.lookup_job("job")
+    assert first is not None and second is not None
+
+    first.args[0].append(9)
+    first.args[1][1].append(9)
+    first.kwargs["to"].append("b")
+    first.kwargs["opts"]["x"] = 1
+
+    for job in (second, store.lookup_job("job"), store.get_all_jobs()[0]):
+        assert job is not None
+        assert job.args == ([1, 2], (3, [4]))
+        assert job.kwargs == {"to": ["a"], "opts": {}}
