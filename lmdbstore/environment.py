@@ -16,8 +16,10 @@ LMDB rules this module keeps so that the store does not have to:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +46,7 @@ FORMAT_VERSION = 1
 """The store format this version of lmdbstore writes and reads."""
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
+_NEARLY_FULL = 1024 * 1024
 MAX_DBS = 8
 _DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine")
 _FORMAT_KEY = b"format"
@@ -118,6 +121,8 @@ class StoreEnvironment:
         self._env: lmdb.Environment | None = None
         self._pid = os.getpid()
         self._users = 0
+        self._fork_unsafe = False
+        self._inherited_in_use = False
         self.jobs: lmdb._Database
         self.index: lmdb._Database
         self.meta: lmdb._Database
@@ -180,12 +185,27 @@ class StoreEnvironment:
     def _translate(self, exc: lmdb.Error) -> LMDBStoreError:
         if isinstance(exc, lmdb.ReadonlyError):
             return ReadOnlyStoreError(self.path)
-        return StorageError(f"the store at {self.path!r} failed: {exc}")
+        message = str(exc)
+        free = shutil.disk_usage(self.path).free
+        # LMDB reports a write cut short by a full disk as an I/O error.
+        if "No space left" in message or ("Input/output" in message and free < _NEARLY_FULL):
+            return StorageError(
+                f"the store at {self.path!r} cannot be written: the disk is full ({free} bytes "
+                f"free); nothing of this call was stored ({message})"
+            )
+        return StorageError(f"the store at {self.path!r} failed: {message}")
 
     def open(self) -> None:
         """Open the environment for this process, unless it is open already."""
         if self._env is not None:
             return
+        if self._inherited_in_use:
+            raise StorePathError(
+                self.path,
+                "was inherited through fork() while the parent had a transaction of its own "
+                "open on it (outside lmdbstore): this process cannot use it; start it with "
+                "spawn, or fork when no such transaction is open",
+            )
         try:
             env = self._open_lmdb(lock=True)
         except StorePathError:
@@ -196,11 +216,28 @@ class StoreEnvironment:
             env = self._open_lmdb(lock=False)
         try:
             env.reader_check()
-            self._open_databases(env)
+            self._check_size(env)
+            while True:
+                try:
+                    self._open_databases(env)
+                    break
+                except lmdb.MapResizedError:  # another process grew the map meanwhile
+                    env.set_mapsize(0)
+                except lmdb.Error as exc:
+                    raise self._translate(exc) from exc
         except BaseException:
             env.close()
             raise
         self._env = env
+
+    def _check_size(self, env: lmdb.Environment) -> None:
+        """Refuse a data file shorter than its pages: reading them would crash (SIGBUS)."""
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        size = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        if size < needed:
+            raise StorePathError(
+                self.path, f"holds a truncated data.mdb ({size} of its {needed} bytes)"
+            )
 
     def _open_lmdb(self, lock: bool) -> lmdb.Environment:
         try:
@@ -289,6 +326,7 @@ class StoreEnvironment:
 
     def _before_fork(self) -> None:
         self._gate.close()
+        self._fork_unsafe = self._env is not None and _has_open_reads(self._env)
 
     def _after_fork_in_parent(self) -> None:
         self._gate.reopen()
@@ -296,10 +334,16 @@ class StoreEnvironment:
     def _after_fork_in_child(self) -> None:
         self._gate = _Gate()
         self._pid = os.getpid()
-        if self._env is not None:
+        if self._env is None:
+            return
+        if self._fork_unsafe:
+            # Closing it would end the parent's transactions: keep it open for good.
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._env))
+            self._inherited_in_use = True
+        else:
             # Safe only because no transaction is open: _before_fork waited for that.
             self._env.close()
-            self._env = None
+        self._env = None
 
 
 _registry: dict[str, StoreEnvironment] = {}
@@ -337,6 +381,16 @@ def open_environment(
             raise ReadOnlyStoreError(real)
         shared._users += 1
         return shared
+
+
+def _has_open_reads(env: lmdb.Environment) -> bool:
+    """Whether this process has a transaction open on ``env`` (LMDB's reader table)."""
+    pid = str(os.getpid())
+    for line in env.readers().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == pid and fields[2] != "-":
+            return True
+    return False
 
 
 def _check_path(path: str) -> bool:

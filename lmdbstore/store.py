@@ -141,6 +141,17 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             if not isinstance(flag, bool):
                 raise ValueError(f'The "{name}" parameter must be a bool, not {flag!r}')
         self.path = os.fspath(path)
+        self._options = {
+            "pickle_protocol": pickle_protocol,
+            "map_size": map_size,
+            "durability": durability,
+            "serializer": serializer,
+            "readonly": readonly,
+            "cache_size": cache_size,
+            "group_commit": group_commit,
+            "lease": lease,
+            "watch_changes": watch_changes,
+        }
         self.serializer: Serializer = make_serializer(serializer, pickle_protocol)
         self.pickle_protocol = pickle_protocol
         self.map_size = map_size
@@ -162,6 +173,11 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} (path={self.path!r})>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (as ``multiprocessing`` does for a spawned process), a store becomes the
+        same store opened again, by path, with the same options, not yet started."""
+        return (_reopen, (type(self), self.path, self._options))
 
     def _reset_locks(self) -> None:
         self._lock = threading.Lock()
@@ -742,6 +758,10 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _reopen(cls: type[LMDBJobStore], path: str, options: dict[str, Any]) -> LMDBJobStore:
+    return cls(path, **options)
 
 
 def _is_int(value: object) -> bool:

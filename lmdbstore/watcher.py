@@ -10,7 +10,6 @@ CPU at all while nothing changes; elsewhere it polls 10 times a second) and call
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import select
@@ -26,7 +25,7 @@ _logger = logging.getLogger(__name__)
 def _inotify_fd(path: str) -> int | None:
     """An inotify descriptor watching ``path`` for writes, or ``None`` where there is none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on
         fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
     except (OSError, AttributeError):
         return None

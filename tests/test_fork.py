@@ -54,10 +54,14 @@ def test_a_forked_child_reads_and_writes_the_inherited_store(
     assert store.lookup_job("parent-after") is not None
 
 
-def test_a_spawned_child_opens_the_store_by_its_path(store: LMDBJobStore) -> None:
+@pytest.mark.parametrize("handed", ["path", "store object"])
+def test_a_spawned_child_opens_the_store_it_is_handed(store: LMDBJobStore, handed: str) -> None:
+    """A store object handed to a spawned process arrives as the same store, opened again
+    by its path with its options."""
     expected = populate(store, 30, "parent-")
+    argument = store.path if handed == "path" else store
 
-    assert run_child("multiprocessing spawn", write_jobs, store.path, "child-", 50, expected) == 0
+    assert run_child("multiprocessing spawn", write_jobs, argument, "child-", 50, expected) == 0
 
     _assert_holds(store, expected, child_job_ids("child-", 50))
 
