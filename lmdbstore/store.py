@@ -167,6 +167,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._environment: StoreEnvironment | None = None
         self._batch: WakeupBatch | None = None
         self._watchdog: BatchWatchdog | None = None
+        self._next_key_memo: tuple[int, bytes | None] | None = None
         self._reset_locks()
         _open_stores.add(self)
         self._open()
@@ -253,6 +254,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         """Run ``operation`` in a write transaction; remember the commit as this store's
         own, so that the change watcher does not wake the scheduler for it."""
         env = self._writable_env()
+        self._next_key_memo = None
         if self._watcher is None:
             return env.write(operation)
         txn_ids = []
@@ -292,12 +294,20 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def get_due_jobs(self, now: datetime) -> list[Job]:
         limit = encode_run_time(now)
         self._flush()
+        self._next_key_memo = None
         in_wakeup = scheduler_lock_held(self._scheduler)
         leased = in_wakeup and self.lease is not None and not self.readonly
         if leased:
             rows = self._take_due(now, limit)
         else:
-            rows = self._env.read(lambda txn: self._scan(txn, b"", limit))
+
+            def scan(txn: Transaction) -> list[tuple[bytes, bytes]]:
+                rows = self._scan(txn, b"", limit)
+                if in_wakeup and not rows:
+                    self._remember_next_key(self._next_key(txn, limit))
+                return rows
+
+            rows = self._env.read(scan)
         jobs = self._restore_jobs(rows)
         if in_wakeup and ((jobs and self.group_commit) or (leased and rows)):
             self._open_batch({id_key: record_stamp(data) for id_key, data in rows}, leased)
@@ -308,13 +318,15 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         env = self._env
         owner = self._owner
 
-        def first_free(txn: Transaction) -> bytes | None:
+        def anything_due(txn: Transaction) -> bool:
             start = after(leases_in_force(txn, env.meta, owner, limit).floor)
             with txn.cursor(db=env.index) as cursor:
-                return cursor.key() if cursor.set_range(start) else None
+                if cursor.set_range(start) and cursor.key()[:RUN_TIME_SIZE] <= limit:
+                    return True
+            self._remember_next_key(self._next_key(txn, limit))
+            return False
 
-        first = env.read(first_free)
-        if first is None or first[:RUN_TIME_SIZE] > limit:
+        if not env.read(anything_due):
             return []  # an idle wakeup: no write
         expiry = encode_run_time(now + timedelta(seconds=self.lease or 0))
 
@@ -329,30 +341,37 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_next_run_time(self) -> datetime | None:
         self._flush()
-        env = self._env
-        leased = self.lease is not None
-
-        def next_key(txn: Transaction) -> bytes | None:
-            with txn.cursor(db=env.index) as cursor:
-                if not cursor.first():
-                    return None
-                first: bytes = cursor.key()[:RUN_TIME_SIZE]
-                if not leased:
-                    return first
-                now = encode_timestamp(time.time())
-                if first > now:
-                    return first  # leases cover only what was due when they were taken
-                lease = leases_in_force(txn, env.meta, self._owner, now)
-                if first > lease.floor:
-                    return first
-                # The first jobs are another scheduler's until it is done or its lease ends.
-                if not cursor.set_range(after(lease.floor)):
-                    return lease.expiry
-                free: bytes = cursor.key()[:RUN_TIME_SIZE]
-                return min(lease.expiry, free)
-
-        key = env.read(next_key)
+        memo, self._next_key_memo = self._next_key_memo, None
+        if memo is not None and memo[0] == threading.get_ident():
+            key = memo[1]  # what this wakeup's last transaction found: nothing changed since
+        else:
+            key = self._env.read(lambda txn: self._next_key(txn, encode_timestamp(time.time())))
         return None if key is None else decode_run_time(key)
+
+    def _next_key(self, txn: Transaction, now: bytes) -> bytes | None:
+        """The run time key of the first job of the index that is not another
+        scheduler's, or the end of that scheduler's lease if it comes first (at run time
+        key ``now``)."""
+        env = self._env
+        with txn.cursor(db=env.index) as cursor:
+            if not cursor.first():
+                return None
+            first: bytes = cursor.key()[:RUN_TIME_SIZE]
+            if self.lease is None or first > now:
+                return first  # leases cover only what was due when they were taken
+            lease = leases_in_force(txn, env.meta, self._owner, now)
+            if first > lease.floor:
+                return first
+            # The first jobs are another scheduler's until it is done or its lease ends.
+            if not cursor.set_range(after(lease.floor)):
+                return lease.expiry
+            free: bytes = cursor.key()[:RUN_TIME_SIZE]
+            return min(lease.expiry, free)
+
+    def _remember_next_key(self, key: bytes | None) -> None:
+        """Keep the answer to the wakeup's coming ``get_next_run_time``, found in the
+        wakeup's last transaction, for this thread."""
+        self._next_key_memo = (threading.get_ident(), key)
 
     def get_all_jobs(self) -> list[Job]:
         self._flush()
@@ -539,14 +558,17 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                     written.append(write)
             if batch.leased:
                 release_lease(txn, env.meta, self._owner)
+            next_key[:] = [self._next_key(txn, encode_timestamp(time.time()))]
             return written
 
+        next_key: list[bytes | None] = []
         try:
             written = self._write(commit)
         finally:
             for id_key in batch.writes:
                 self._cache.discard(id_key)
         self._remember(written)
+        self._remember_next_key(next_key[0])
 
     def _stop_threads(self) -> None:
         with self._batch_lock:
