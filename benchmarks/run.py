@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -84,7 +85,7 @@ def run(options: Options) -> Results:
 Track = Callable[[str, Callable[[], Samples]], Samples]
 
 
-def _tracker(progress: tqdm[None], label: str) -> Track:
+def _tracker(progress: tqdm[Any], label: str) -> Track:
     """Run a step, showing ``label`` and the step's name on the progress bar meanwhile."""
 
     def track(step: str, measure: Callable[[], Samples]) -> Samples:

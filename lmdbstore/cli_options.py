@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import click
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from .inspection import open_store
 from .store import LMDBJobStore
@@ -62,7 +62,7 @@ def opened_store(path: str, readonly: bool = False) -> Iterator[LMDBJobStore]:
 
 def progress_bar(items: Sequence[T], description: str) -> Iterable[T]:
     """Show how far a long step has gone, on standard error if it is a terminal."""
-    return tqdm(  # type: ignore[no-any-return]
+    return tqdm(
         items,
         desc=description,
         unit="job",
