@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import IO
+from typing import IO, Any
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -108,26 +108,40 @@ def instrument(
     events: Log,
     executed: Executed,
     take_delay: float,
+    take_write_delay: float,
     kill_at_take: int,
     kill_before_commit: int,
     stop_at_take: int,
 ) -> None:
-    """Write down the store's lease takes and group commits, and wait ``take_delay``
-    seconds before each take (a handicap in the race for due jobs). Die by SIGKILL at the
+    """Write down the store's lease takes and group commits. Wait ``take_delay`` seconds
+    before each take (a handicap in the race for due jobs), ``take_write_delay`` seconds
+    between a take's look at the due jobs and its write (a window in which another
+    scheduler may lease them). Die by SIGKILL at the
     ``kill_at_take``-th take that leases jobs, before it returns (so that the scheduler runs
     none of them), or at the ``kill_before_commit``-th leased group commit, once the runs
     of its wakeup were executed and written down; stop (SIGSTOP, until someone sends
     SIGCONT) at the ``stop_at_take``-th take that leases jobs, before it returns (0: never)."""
     take_due: Callable[[datetime, bytes], Rows] = store._take_due
     commit_batch: Callable[[WakeupBatch], None] = store._commit_batch
+    write: Callable[[Callable[[Any], Rows]], Rows] = store._write
     takes = commits = 0
     taken: set[RunKey] = set()
+    taking = False
+
+    def delayed_write(operation: Callable[[Any], Rows]) -> Rows:
+        if taking:
+            time.sleep(take_write_delay)
+        return write(operation)
 
     def logged_take_due(now: datetime, limit: bytes) -> Rows:
-        nonlocal takes, taken
+        nonlocal takes, taken, taking
         if take_delay:
             time.sleep(take_delay)
-        rows = take_due(now, limit)
+        taking = True
+        try:
+            rows = take_due(now, limit)
+        finally:
+            taking = False
         taken = set()
         for id_key, data in rows:
             first = decode_run_time(record_run_key(data))
@@ -156,6 +170,8 @@ def instrument(
         events.write("committed")
 
     store._take_due = logged_take_due  # type: ignore[method-assign]
+    if take_write_delay:
+        store._write = delayed_write  # type: ignore[method-assign]
     store._commit_batch = logged_commit_batch  # type: ignore[method-assign]
 
 
@@ -169,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("log", help="path prefix of the .runs and .events files")
     parser.add_argument("--lease", type=parse_lease, default=30.0, help='seconds, or "none"')
     parser.add_argument("--take-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--take-write-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--kill-at-take", type=int, default=0, metavar="N")
     parser.add_argument("--kill-before-commit", type=int, default=0, metavar="N")
     parser.add_argument("--stop-at-take", type=int, default=0, metavar="N")
@@ -185,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         events,
         executed,
         args.take_delay,
+        args.take_write_delay,
         args.kill_at_take,
         args.kill_before_commit,
         args.stop_at_take,
