@@ -426,30 +426,29 @@ def test_a_scheduler_interrupted_in_its_wakeup(
     ],
 )
 def test_schedulers_killed_at_random_moments(tmp_path: Path, seconds: float, kills: int) -> None:
-    """SIGKILL random workers at random moments (seeded), each in the first 50 ms after a
-    run time, where the wakeups are (a uniform moment would nearly always find every
-    scheduler asleep). A kill between a wakeup's lease and its commit hands that
-    wakeup's runs to the others when the lease ends; those the dead worker had executed
-    run twice (at least once). A kill between the commit and the runs loses those it had
-    not executed yet (at most once, as with APScheduler alone). Any other duplicate or miss
-    is a failure."""
-    window = 0.05
+    """SIGKILL random workers (seeded) at random moments of their wakeups: a random 0-20 ms
+    after each next takes a lease (at a set moment if it takes none: a uniform moment would
+    nearly always find it asleep). A kill between a wakeup's lease and its commit hands the
+    wakeup's runs to the others when the lease ends; those the dead worker had executed run
+    twice (at least once). A kill between the commit and the runs loses those it had not
+    executed yet (at most once, as with APScheduler alone). Any other duplicate or miss is
+    a failure."""
     rng = random.Random(SEED)
     victims = rng.sample(range(WORKERS), kills)
-    seconds_in = rng.sample(range(1, int(seconds - LEASE - 1)), kills)
-    moments = sorted(second + rng.uniform(0, window) for second in seconds_in)
+    watch_from = sorted(rng.sample(range(1, int(seconds - 2 * LEASE)), kills))
 
-    def kill_at_random(workers: list[Worker], start: float) -> None:
-        for victim, moment in zip(victims, moments, strict=True):
-            sleep_until(start + moment)
-            workers[victim].kill()
+    def kill_in_wakeups(workers: list[Worker], start: float) -> None:
+        for victim, second in zip(victims, watch_from, strict=True):
+            sleep_until(start + second)
+            kill_in_a_wakeup(workers[victim], rng.uniform(0, 0.02), start + second + LEASE)
 
     sharing = share_interval_jobs(
-        tmp_path, [["--lease", str(LEASE)]] * WORKERS, seconds, kill_at_random
+        tmp_path, [["--lease", str(LEASE)]] * WORKERS, seconds, kill_in_wakeups
     )
     tally = sharing.tally
     doubled_in_flight: set[tuple[str, int]] = set()
     lost_in_flight: set[tuple[str, int]] = set()
+    landed = []
     for victim in victims:
         worker = sharing.workers[victim]
         done = {run.key for run in worker.runs()}
@@ -458,23 +457,47 @@ def test_schedulers_killed_at_random_moments(tmp_path: Path, seconds: float, kil
             doubled_in_flight |= last.taken & done
         if last.committing:
             lost_in_flight |= last.taken - done
+        landed.append(f"worker {victim} {where_the_kill_landed(last, done)}")
     unexplained_duplicates = {
         key: n for key, n in tally.duplicates.items() if n > 2 or key not in doubled_in_flight
     }
     unexplained_misses = [key for key in tally.misses if key not in lost_in_flight]
-    doubled = len(tally.duplicates) - len(unexplained_duplicates)
-    moments_text = ", ".join(f"{moment:.3f} s" for moment in moments)
     print(
-        f"\nrandom kills (seed {SEED}) of workers {victims} at {moments_text}: {tally}; "
-        f"duplicates of runs executed before a commit that never came: "
-        f"{doubled}; "
-        f"misses of runs committed but not executed before the kill: "
-        f"{len(tally.misses) - len(unexplained_misses)}"
+        f"\nrandom kills (seed {SEED}): {'; '.join(landed)}\n{tally}; of which duplicates of "
+        f"runs executed before a commit that never came: "
+        f"{len(tally.duplicates) - len(unexplained_duplicates)}, misses of runs committed "
+        f"but not executed before the kill: {len(tally.misses) - len(unexplained_misses)}"
     )
     print(f"runs by process: {sharing.shares()}")
     assert not unexplained_duplicates
     assert not unexplained_misses
     assert not tally.strays
+
+
+def kill_in_a_wakeup(worker: Worker, delay: float, deadline: float) -> None:
+    """SIGKILL ``worker`` ``delay`` seconds after it next writes a lease take down, or at
+    ``deadline`` if it takes none by then."""
+    with open(f"{worker.log}.events", encoding="utf-8") as events:
+        events.seek(0, os.SEEK_END)
+        while time.time() < deadline:
+            if "\ntake " in "\n" + events.read():
+                time.sleep(delay)
+                break
+            time.sleep(0.002)
+    worker.kill()
+
+
+def where_the_kill_landed(last: Wakeup, executed: set[tuple[str, int]]) -> str:
+    """Where in its last leased wakeup a worker was killed, as its logs tell."""
+    ran = len(last.taken & executed)
+    runs = f"{ran} of its {len(last.taken)} runs executed"
+    if not last.taken:
+        return "having never taken a lease"
+    if last.committed:
+        return f"after its last wakeup's commit ({runs})"
+    if last.committing:
+        return f"during a wakeup's commit ({runs})"
+    return f"inside a wakeup, before its commit ({runs})"
 
 
 @pytest.mark.parametrize("lease", ["30", "none"], ids=["leased", "unleased"])
