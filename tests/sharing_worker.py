@@ -9,7 +9,8 @@ what a process did before a SIGKILL is still there:
   times in POSIX seconds, ``actual_time`` being when the job's function started;
 - ``LOG.events``: ``ready pid`` once the scheduler runs; ``take now job_id run_time`` for
   each job a wakeup leased (``now`` is the wakeup's, ``run_time`` the job's first due run
-  time); ``committing`` and ``committed`` around the group commit of a leased wakeup;
+  time); ``committing time`` and ``committed time`` around the group commit of a leased
+  wakeup;
   ``stopping`` before it stops itself; ``cpu seconds`` when asked.
 
 It reads commands from its standard input: ``cpu`` writes down the CPU time the process
@@ -165,9 +166,9 @@ def instrument(
         commits += 1
         if commits == kill_before_commit and executed.wait_for(taken, RUNS_TIMEOUT):
             kill_myself()
-        events.write("committing")
+        events.write(f"committing {time.time():.6f}")
         commit_batch(batch)
-        events.write("committed")
+        events.write(f"committed {time.time():.6f}")
 
     store._take_due = logged_take_due  # type: ignore[method-assign]
     if take_write_delay:
