@@ -15,29 +15,26 @@ place, it replaces it).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
+from apscheduler.util import ref_to_obj
 
 _ATOMS = frozenset({type(None), bool, int, float, str, bytes})
-_SHARED_PARTS = frozenset({"trigger", "args", "kwargs"})
+_STATE_KEYS = 11  # version, id, func, trigger, executor, args, kwargs, name,
+# misfire_grace_time, coalesce, max_instances: Job.__getstate__ less next_run_time
 _TRIGGER_MODULE = "apscheduler.triggers."
-_STATE_SLOTS = tuple(
-    name
-    for name in Job.__slots__
-    if name not in {"__weakref__", "_scheduler", "_jobstore_alias", "next_run_time"}
-)
-Attributes = tuple[tuple[str, Any], ...]
+_STATE_VERSION = 1  # the Job state (Job.__getstate__) whose mapping build_job repeats
 
 
 class CachedState(NamedTuple):
-    """A decoded record: its stamp, its serialized body, the state that body holds, the
-    attributes of a job rebuilt from it, and the job's next run time."""
+    """A decoded record: its stamp, its serialized body, the state that body holds (kept
+    by the cache alone), the job's next run time and its callable."""
 
     stamp: bytes
     body: bytes
     state: dict[str, Any]
-    attributes: Attributes
     next_run_time: Any
     args_mutable: bool
     """Whether the arguments hold lists or dicts, which each job gets copies of."""
@@ -51,50 +48,63 @@ class CachedState(NamedTuple):
     def is_current(self) -> bool:
         """Whether the reference still names the same callable, as a decode now would
         find (it fails if the callable was removed, and differs if it was reloaded)."""
-        obj = sys.modules.get(self.module)
-        for name in self.path:
-            obj = getattr(obj, name, None)
-        return obj is self.func
+        return _named(self.module, self.path) is self.func
 
 
-def job_attributes(job: Job) -> Attributes:
-    """The attributes of ``job`` that its state sets (all but its next run time)."""
-    return tuple((name, getattr(job, name)) for name in _STATE_SLOTS if hasattr(job, name))
+def cache_entry(
+    stamp: bytes,
+    body: bytes,
+    state: dict[str, Any],
+    next_run_time: Any,
+    callable_found: tuple[Any, str, tuple[str, ...]],
+) -> CachedState:
+    """The entry for a job whose :func:`shareable` state (without its next run time) is
+    ``state``, and whose callable, module and attribute path are ``callable_found``. The
+    entry keeps ``state`` itself: nobody else may hold it."""
+    return CachedState(stamp, body, state, next_run_time, _mutable(state["args"]), *callable_found)
 
 
-def cache_entry(stamp: bytes, body: bytes, state: dict[str, Any], job: Job) -> CachedState | None:
-    """The entry for ``job``, written as (or decoded from) ``body`` from ``state``, or
-    ``None`` if its parts cannot be kept (see the module's documentation)."""
-    if not shareable(state) or job.args is not state["args"] or job.func_ref != state["func"]:
-        return None
-    own = {**state, "args": fresh(state["args"]), "kwargs": fresh(state["kwargs"])}
-    attributes = tuple(
-        (name, own[name] if name in ("args", "kwargs") else value)
-        for name, value in job_attributes(job)
-    )
-    module, _, path = job.func_ref.partition(":")
-    return CachedState(
-        stamp,
-        body,
-        own,
-        attributes,
-        job.next_run_time,
-        _mutable(own["args"]),
-        job.func,
-        module,
-        tuple(path.split(".")),
-    )
+def found_callable(func: Any, ref: str) -> tuple[Any, str, tuple[str, ...]]:
+    """``func`` with the module and attribute path of its textual reference ``ref``."""
+    return (func, *_split(ref))
+
+
+def _split(ref: str) -> tuple[str, tuple[str, ...]]:
+    """The module and the attribute path of a textual reference ``module:a.b``."""
+    module, _, path = ref.partition(":")
+    return module, tuple(path.split("."))
+
+
+def _named(module: str, path: tuple[str, ...]) -> Any:
+    """What ``module`` and ``path`` name now, among imported modules (``None``: nothing)."""
+    obj = sys.modules.get(module)
+    for name in path:
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def private_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``state`` (made by someone else's job) that shares none of its lists and
+    dicts, fit for :func:`cache_entry`."""
+    return {**state, "args": fresh(state["args"]), "kwargs": fresh(state["kwargs"])}
 
 
 def build_job(cached: CachedState) -> Job:
-    """A new job equal to the one ``cached`` was decoded from, independent of it wherever
-    a job may change it."""
+    """A new job equal to the one ``cached`` was decoded from (what ``Job.__setstate__``
+    makes of the state), independent of it wherever a job may change it."""
+    state = cached.state
     job = Job.__new__(Job)
-    for name, value in cached.attributes:
-        setattr(job, name, value)
-    if cached.args_mutable:
-        job.args = fresh(job.args)
-    job.kwargs = fresh(job.kwargs)
+    job.id = state["id"]
+    job.func_ref = state["func"]
+    job.func = cached.func
+    job.trigger = state["trigger"]
+    job.executor = state["executor"]
+    job.args = fresh(state["args"]) if cached.args_mutable else state["args"]
+    job.kwargs = fresh(state["kwargs"])
+    job.name = state["name"]
+    job.misfire_grace_time = state["misfire_grace_time"]
+    job.coalesce = state["coalesce"]
+    job.max_instances = state["max_instances"]
     job.next_run_time = cached.next_run_time
     return job
 
@@ -103,11 +113,13 @@ def _plain(value: Any) -> bool:
     kind = type(value)
     if kind in _ATOMS:
         return True
-    if kind is tuple or kind is list:
-        return all(map(_plain, value))
     if kind is dict:
-        return all(type(key) in _ATOMS for key in value) and all(map(_plain, value.values()))
-    return False
+        return all(type(key) in _ATOMS for key in value) and _plain_items(value.values())
+    return (kind is tuple or kind is list) and _plain_items(value)
+
+
+def _plain_items(items: Iterable[Any]) -> bool:
+    return all(type(item) in _ATOMS or _plain(item) for item in items)
 
 
 def _mutable(value: Any) -> bool:
@@ -122,9 +134,9 @@ def fresh(value: Any) -> Any:
     """A copy of plain ``value`` that shares none of its lists and dicts."""
     kind = type(value)
     if kind is dict:
-        return {key: fresh(item) for key, item in value.items()}
+        return {key: item if type(item) in _ATOMS else fresh(item) for key, item in value.items()}
     if kind is list:
-        return [fresh(item) for item in value]
+        return [item if type(item) in _ATOMS else fresh(item) for item in value]
     if kind is tuple and _mutable(value):
         return tuple(map(fresh, value))
     return value
@@ -150,13 +162,22 @@ def same(a: Any, b: Any) -> bool:
 def shareable(state: dict[str, Any]) -> bool:
     """Whether jobs built from ``state`` (without its next run time) may share its parts,
     given their own copies of its lists and dicts."""
+    get = state.get
     return (
-        type(state.get("kwargs")) is dict
-        and type(state.get("args")) is tuple
-        and type(state.get("trigger")).__module__.startswith(_TRIGGER_MODULE)
-        and _plain(state["args"])
+        get("version") == _STATE_VERSION
+        and type(get("func")) is str
+        and type(get("id")) is str
+        and type(get("executor")) is str
+        and type(get("name")) is str
+        and type(get("misfire_grace_time")) in _ATOMS
+        and type(get("coalesce")) is bool
+        and type(get("max_instances")) is int
+        and len(state) == _STATE_KEYS
+        and type(get("args")) is tuple
+        and type(get("kwargs")) is dict
+        and type(get("trigger")).__module__.startswith(_TRIGGER_MODULE)
+        and _plain_items(state["args"])
         and _plain(state["kwargs"])
-        and all(type(v) in _ATOMS for k, v in state.items() if k not in _SHARED_PARTS)
     )
 
 
@@ -170,6 +191,23 @@ def same_body(state: dict[str, Any], cached: dict[str, Any]) -> bool:
         for key, value in state.items()
         if key != "trigger"
     )
+
+
+class CallableReferences:
+    """Callables by textual reference, as ``apscheduler.util.ref_to_obj`` finds them, each
+    checked again on use (so a removed or reloaded callable is found anew)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[Any, str, tuple[str, ...]]] = {}
+
+    def resolve(self, ref: str) -> tuple[Any, str, tuple[str, ...]]:
+        """The callable ``ref`` names, with its module and attribute path; raises as
+        ``ref_to_obj`` does if there is none."""
+        found = self._found.get(ref)
+        if found is not None and _named(found[1], found[2]) is found[0]:
+            return found
+        found = self._found[ref] = found_callable(ref_to_obj(ref), ref)
+        return found
 
 
 class StateCache:

@@ -41,6 +41,7 @@ class CorruptRecordError(ValueError):
 
 _WALL_CLOCK = struct.Struct(">QB")
 _DAY_US = 86_400_000_000
+_CALENDAR_START = datetime(1, 1, 1)
 # Pickled time zones both ways: a process meets few of them, and pickling one costs more
 # than all the rest of a wakeup's write.
 _zone_bytes: dict[tzinfo, bytes] = {}
@@ -75,9 +76,8 @@ def decode_next_run_time(data: bytes) -> datetime | None:
         if len(_zones) >= _ZONES_KEPT:
             _zones.clear()
         zone = _zones[zone_bytes] = pickle.loads(zone_bytes)
-    days, microseconds = divmod(wall_clock, _DAY_US)
-    day = datetime.fromordinal(days)
-    return (day + timedelta(microseconds=microseconds)).replace(tzinfo=zone, fold=fold)
+    moment = _CALENDAR_START + timedelta(microseconds=wall_clock - _DAY_US)
+    return moment.replace(tzinfo=zone, fold=fold) if fold else moment.replace(tzinfo=zone)
 
 
 def _stamp_counter() -> Iterator[int]:

@@ -15,7 +15,17 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.schedulers.base import STATE_STOPPED
 
-from .cache import CachedState, StateCache, build_job, cache_entry, same_body
+from .cache import (
+    CachedState,
+    CallableReferences,
+    StateCache,
+    build_job,
+    cache_entry,
+    found_callable,
+    private_state,
+    same_body,
+    shareable,
+)
 from .environment import (
     DEFAULT_MAP_SIZE,
     Durability,
@@ -164,6 +174,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._own_commits: set[int] = set()
         self._watcher: ChangeWatcher | None = None
         self._cache = StateCache(cache_size)
+        self._references = CallableReferences()
         self._environment: StoreEnvironment | None = None
         self._batch: WakeupBatch | None = None
         self._watchdog: BatchWatchdog | None = None
@@ -618,8 +629,19 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         entry: CachedState | None = None
         if cached is not None:
             entry = cached._replace(stamp=stamp, next_run_time=next_run_time)
-        elif self._cache.capacity:
-            entry = cache_entry(stamp, body, state, job)
+        elif (
+            self._cache.capacity
+            and job.args is state["args"]  # not a bound method, whose instance joins args
+            and job.func_ref == state["func"]
+            and shareable(state)
+        ):
+            entry = cache_entry(
+                stamp,
+                body,
+                private_state(state),
+                next_run_time,
+                found_callable(job.func, job.func_ref),
+            )
         return EncodedJob(job.id, id_key, record.encode(), entry)
 
     def _remember(self, written: Iterable[EncodedJob]) -> None:
@@ -645,13 +667,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
             raise SerializerMismatchError(self.path, written, serializer.name)
         state = serializer.loads(record.body)
-        job = serializer.build_job({**state, "next_run_time": None})
-        job.next_run_time = decode_next_run_time(record.next_run_time)
-        if self._cache.capacity:
-            entry = cache_entry(record.stamp, record.body, state, job)
-            if entry is not None:
-                self._cache.put(id_key, entry)
-        return job
+        next_run_time = decode_next_run_time(record.next_run_time)
+        if self._cache.capacity and shareable(state):
+            found = self._references.resolve(state["func"])
+            entry = cache_entry(record.stamp, record.body, state, next_run_time, found)
+            self._cache.put(id_key, entry)
+            return build_job(entry)
+        return serializer.build_job({**state, "next_run_time": next_run_time})
 
     def _restore_jobs(self, rows: Iterable[tuple[bytes, bytes]]) -> list[Job]:
         """Rebuild the jobs of ``rows``; quarantine those that cannot be rebuilt."""

@@ -137,3 +137,23 @@ def test_jobs_with_lists_and_dicts_in_their_arguments_are_cached_yet_independent
         assert job is not None
         assert job.args == ([1, 2], (3, [4]))
         assert job.kwargs == {"to": ["a"], "opts": {}}
+
+
+def test_a_job_built_from_the_cache_equals_one_apscheduler_rebuilds_from_its_state(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    """The cache builds jobs without ``Job.__setstate__``: attribute for attribute, they
+    must be what ``__setstate__`` makes of the same state."""
+    original = make_job("job", args=(1, [2]), kwargs={"k": {"v": 1.5}}, name="named")
+    store.add_job(original)
+    from_store = store.lookup_job("job")
+    rebuilt = Job.__new__(Job)
+    rebuilt.__setstate__(original.__getstate__())
+
+    assert from_store is not None
+    for name in Job.__slots__:
+        if name in ("__weakref__", "_scheduler", "_jobstore_alias"):
+            continue
+        ours, theirs = getattr(from_store, name), getattr(rebuilt, name)
+        assert type(ours) is type(theirs), name
+        assert ours == theirs or (name == "trigger" and str(ours) == str(theirs)), name
