@@ -420,11 +420,18 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         env = self._writable_env()
         self._flush()
 
+        records = sorted((job_key(job.id_key), job.record, job.job_id) for job in encoded)
+        entries = sorted(index_key(record_run_key(job.record), job.id_key) for job in encoded)
+
         def add_all(txn: Transaction) -> None:
-            for job in encoded:
-                if not txn.put(job_key(job.id_key), job.record, db=env.jobs, overwrite=False):
-                    raise ConflictingIdError(job.job_id)
-                txn.put(index_key(record_run_key(job.record), job.id_key), b"", db=env.index)
+            # In key order past the last key, LMDB appends: full pages, not half-full ones.
+            append = _beyond_last_key(txn, env.jobs, records[0][0]) if records else False
+            for key, record, job_id in records:
+                if not txn.put(key, record, db=env.jobs, overwrite=False, append=append):
+                    raise ConflictingIdError(job_id)  # with append: the key came twice
+            append = _beyond_last_key(txn, env.index, entries[0]) if entries else False
+            for entry in entries:
+                txn.put(entry, b"", db=env.index, append=append)
 
         self._write(add_all)
         self._remember(encoded)
@@ -802,6 +809,12 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _beyond_last_key(txn: Transaction, db: object, key: bytes) -> bool:
+    """Whether ``key`` sorts after every key of ``db``."""
+    with txn.cursor(db=db) as cursor:
+        return not cursor.last() or bool(cursor.key() < key)
 
 
 def _reopen(cls: type[LMDBJobStore], path: str, options: dict[str, Any]) -> LMDBJobStore:
