@@ -170,10 +170,10 @@ def instrument(
         commit_batch(batch)
         events.write(f"committed {time.time():.6f}")
 
-    store._take_due = logged_take_due  # type: ignore[method-assign]
+    store._take_due = logged_take_due
     if take_write_delay:
-        store._write = delayed_write  # type: ignore[method-assign]
-    store._commit_batch = logged_commit_batch  # type: ignore[method-assign]
+        store._write = delayed_write
+    store._commit_batch = logged_commit_batch
 
 
 def parse_lease(text: str) -> float | None:
