@@ -18,18 +18,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from .cache import CachedState
-
-
-class EncodedJob(NamedTuple):
-    """A job ready to be written, and what the decoded-state cache may keep of it."""
-
-    job_id: str
-    id_key: bytes
-    record: bytes
-    cache_entry: CachedState | None
+if TYPE_CHECKING:
+    from .codec import EncodedJob
 
 
 class WakeupBatch:

@@ -1,0 +1,144 @@
+"""Between a :class:`~apscheduler.job.Job` and its record: serializing, and rebuilding
+through the decoded-state cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
+
+from apscheduler.job import Job
+
+from .cache import (
+    CachedState,
+    CallableReferences,
+    StateCache,
+    build_job,
+    cache_entry,
+    found_callable,
+    private_state,
+    same_body,
+    shareable,
+)
+from .errors import JobSerializationError, SerializerMismatchError
+from .keys import MAX_JOB_ID_KEY_SIZE, encode_job_id, encode_run_time
+from .records import (
+    JobRecord,
+    decode_next_run_time,
+    encode_next_run_time,
+    new_stamp,
+    record_stamp,
+)
+from .serializers import SERIALIZER_NAMES, Serializer
+
+
+class EncodedJob(NamedTuple):
+    """A job ready to be written, and what the decoded-state cache may keep of it."""
+
+    job_id: str
+    id_key: bytes
+    record: bytes
+    cache_entry: CachedState | None
+
+
+class JobCodec:
+    """Serializes jobs into records and rebuilds them, keeping the decoded states of the
+    records this process last read or wrote (``cache_size`` of them).
+
+    :param path: the store's path, for error messages
+    """
+
+    def __init__(self, serializer: Serializer, cache_size: int, path: str) -> None:
+        self.serializer = serializer
+        self.cache = StateCache(cache_size)
+        self._references = CallableReferences()
+        self._path = path
+
+    def encode(self, job: Job) -> EncodedJob:
+        """Serialize ``job``, or raise an error naming what is wrong with it.
+
+        :raises TypeError: if its id is not a ``str``, or its next run time no datetime
+        :raises ValueError: if its next run time is naive
+        :raises JobSerializationError: if it cannot be serialized
+        """
+        id_key = encode_job_id(job.id)
+        next_run_time = getattr(job, "next_run_time", None)
+        if next_run_time is not None and not isinstance(next_run_time, datetime):
+            raise TypeError(
+                f"job {job.id!r} has a next_run_time that is not a datetime: {next_run_time!r}"
+            )
+        if next_run_time is not None and next_run_time.utcoffset() is None:
+            raise ValueError(
+                f"job {job.id!r} has a naive next_run_time ({next_run_time}): it needs a time zone"
+            )
+        serializer = self.serializer
+        try:
+            state = serializer.job_state(job)
+            del state["next_run_time"]
+            cached = self.cache.latest(id_key)
+            if cached is not None and not same_body(state, cached.state):
+                cached = None
+            body = serializer.dumps(state) if cached is None else cached.body
+            next_run_time_bytes = encode_next_run_time(next_run_time)
+        except Exception as exc:
+            raise JobSerializationError(job.id, exc) from exc
+        full_id = job.id.encode("utf-8", "surrogatepass")
+        stamp = new_stamp()
+        record = JobRecord(
+            serializer.tag,
+            encode_run_time(next_run_time),
+            stamp,
+            body,
+            next_run_time_bytes,
+            full_id if len(full_id) > MAX_JOB_ID_KEY_SIZE else b"",
+        )
+        entry: CachedState | None = None
+        if cached is not None:
+            entry = cached._replace(stamp=stamp, next_run_time=next_run_time)
+        elif (
+            self.cache.capacity
+            and job.args is state["args"]  # not a bound method, whose instance joins args
+            and job.func_ref == state["func"]
+            and shareable(state)
+        ):
+            entry = cache_entry(
+                stamp,
+                body,
+                private_state(state),
+                next_run_time,
+                found_callable(job.func, job.func_ref),
+            )
+        return EncodedJob(job.id, id_key, record.encode(), entry)
+
+    def remember(self, written: Iterable[EncodedJob]) -> None:
+        """Keep in the cache the state of jobs this process just wrote."""
+        for job in written:
+            if job.cache_entry is None:
+                self.cache.discard(job.id_key)
+            else:
+                self.cache.put(job.id_key, job.cache_entry)
+
+    def restore(self, id_key: bytes, data: bytes) -> Job:
+        """Rebuild the job of record ``data``: from the cache if it holds that record,
+        else by decoding it (and keeping it in the cache).
+
+        :raises Exception: whatever decoding raises: a damaged record, a callable or a
+            class that cannot be imported, a record of another serializer
+        """
+        cached = self.cache.get(id_key, record_stamp(data))
+        return build_job(cached) if cached is not None else self._decode(id_key, data)
+
+    def _decode(self, id_key: bytes, data: bytes) -> Job:
+        serializer = self.serializer
+        record = JobRecord.decode(data)
+        if record.serializer_tag != serializer.tag:
+            written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
+            raise SerializerMismatchError(self._path, written, serializer.name)
+        state = serializer.loads(record.body)
+        next_run_time = decode_next_run_time(record.next_run_time)
+        if self.cache.capacity and shareable(state):
+            found = self._references.resolve(state["func"])
+            entry = cache_entry(record.stamp, record.body, state, next_run_time, found)
+            self.cache.put(id_key, entry)
+            return build_job(entry)
+        return serializer.build_job({**state, "next_run_time": next_run_time})
