@@ -51,7 +51,7 @@ def second_life(store_path: str) -> None:
     print(f"[second life, pid {os.getpid()}] found in the store:")
     for job in scheduler.get_jobs():
         when = job.next_run_time.isoformat() if job.next_run_time else "paused"
-        print(f"    {job.id:<7} {str(job.trigger):<40} next run: {when}")
+        print(f"    {job.id:<7} {job.trigger!s:<40} next run: {when}")
     scheduler.resume()
     time.sleep(4)
     scheduler.shutdown()

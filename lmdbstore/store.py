@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, JobLookupError
@@ -211,19 +211,24 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def _write(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in a write transaction; remember the commit as this store's
-        own, so that the change watcher does not wake the scheduler for it."""
+        own, so that the change watcher does not wake the scheduler for it. An operation
+        that raises :class:`_NoChange` aborts its transaction and returns its result."""
         env = self._writable_env()
         self._next_key_memo = None
-        if self._watcher is None:
-            return env.write(operation)
+        watched = self._watcher is not None
         txn_ids = []
 
         def recorded(txn: Transaction) -> T:
-            txn_ids.append(txn.id())
+            if watched:
+                txn_ids.append(txn.id())
             return operation(txn)
 
-        result = env.write(recorded)
-        self._own_commits.add(txn_ids[-1])
+        try:
+            result = env.write(recorded)
+        except _NoChange as nothing:
+            return cast(T, nothing.result)
+        if txn_ids:
+            self._own_commits.add(txn_ids[-1])
         return result
 
     def _is_own_commit(self, txn_id: int) -> bool:
@@ -251,10 +256,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return jobs[0] if jobs else None
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        in_wakeup = scheduler_lock_held(self._scheduler)
+        if in_wakeup and self._scheduler.state == STATE_STOPPED:
+            return []  # APScheduler's last wakeup, after shutdown: it could run nothing
         limit = encode_run_time(now)
         self._flush()
         self._next_key_memo = None
-        in_wakeup = scheduler_lock_held(self._scheduler)
         leased = in_wakeup and self.lease is not None and not self.readonly
         if leased:
             rows = self._take_due(now, limit)
@@ -292,13 +299,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         def take(txn: Transaction) -> list[Row]:
             start = after(leases_in_force(txn, env.meta, owner, limit).floor)
             rows = table.scan(txn, env, start, limit)
-            if rows:
-                take_lease(txn, env.meta, owner, limit, expiry)
+            if not rows:
+                raise _NoChange(rows)  # another scheduler took them meanwhile
+            take_lease(txn, env.meta, owner, limit, expiry)
             return rows
 
         return self._write(take)
 
     def get_next_run_time(self) -> datetime | None:
+        if scheduler_lock_held(self._scheduler) and self._scheduler.state == STATE_STOPPED:
+            return None  # APScheduler's last wakeup, after shutdown
         self._flush()
         memo, self._next_key_memo = self._next_key_memo, None
         if memo is not None and memo[0] == threading.get_ident():
@@ -335,6 +345,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         encoded = [self._codec.encode(job) for job in jobs]
         env = self._writable_env()
         self._flush()
+        if not encoded:
+            return
         rows = [(job.job_id, job.id_key, job.record) for job in encoded]
         self._write(lambda txn: table.insert(txn, env, rows))
         self._codec.remember(encoded)
@@ -443,6 +455,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
         def commit(txn: Transaction) -> list[EncodedJob]:
             written = []
+            changed = False
             for id_key, write in batch.writes.items():
                 current = txn.get(job_key(id_key), db=env.jobs)
                 if current is None or record_stamp(current) != batch.read_stamps[id_key]:
@@ -452,9 +465,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 else:
                     table.replace(txn, env, id_key, current, write.record)
                     written.append(write)
+                changed = True
             if batch.leased:
-                release_lease(txn, env.meta, self._owner)
+                changed = release_lease(txn, env.meta, self._owner) or changed
             next_key[:] = [self._next_key(txn, encode_timestamp(time.time()))]
+            if not changed:
+                raise _NoChange(written)
             return written
 
         next_key: list[bytes | None] = []
@@ -505,9 +521,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 )
         else:
             env, now = self._env, datetime.now(timezone.utc)
-            for job_id, error in self._write(
-                lambda txn: quarantine.move_in(txn, env, failed, now)
-            ):
+
+            def move(txn: Transaction) -> list[tuple[str, Exception]]:
+                moved = quarantine.move_in(txn, env, failed, now)
+                if not moved:
+                    raise _NoChange(moved)  # all changed since: those writes decide
+                return moved
+
+            for job_id, error in self._write(move):
                 self._logger.warning(
                     'Unable to restore job "%s" -- moved it to the quarantine of %r',
                     job_id,
@@ -559,6 +580,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         id_key = encode_job_id(job_id)
         env = self._writable_env()
         self._write(lambda txn: quarantine.purge(txn, env, job_id, id_key))
+
+
+class _NoChange(Exception):
+    """Raised by a write operation that finds nothing to write, to abort its transaction:
+    LMDB gives an empty commit no transaction id, so the next commit, by any process,
+    would take the id this store noted as its own, and the change watcher would miss it."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__()
+        self.result = result
 
 
 _open_stores: weakref.WeakSet[LMDBJobStore] = weakref.WeakSet()

@@ -26,9 +26,7 @@ if str(TESTS) not in sys.path:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--slow", action="store_true", help="also run the long crash and stress runs"
-    )
+    parser.addoption("--slow", action="store_true", help="also run the long crash and stress runs")
 
 
 def pytest_configure(config: pytest.Config) -> None:

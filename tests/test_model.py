@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as fixed_timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from conftest import localize
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -58,6 +60,16 @@ def summary(job: Job | None) -> JobSummary | None:
 
 def summaries(jobs: list[Job]) -> list[JobSummary | None]:
     return [summary(job) for job in jobs]
+
+
+@contextmanager
+def running(scheduler: BackgroundScheduler) -> Iterator[None]:
+    """Mark ``scheduler`` running, as it is during a wakeup, without starting its thread."""
+    scheduler.state = STATE_RUNNING
+    try:
+        yield
+    finally:
+        scheduler.state = STATE_STOPPED
 
 
 class LMDBAgainstMemory(RuleBasedStateMachine):
@@ -125,10 +137,10 @@ class LMDBAgainstMemory(RuleBasedStateMachine):
 
     @rule(now=instants, data=st.data())
     def wakeup(self, now: RunTimeChoice, data: st.DataObject) -> None:
-        """What the scheduler does at each wakeup, holding its job store lock: it changes
-        the run time of each due job on the very object returned (or removes the job),
-        gives it back, then asks for the next run time."""
-        with self.scheduler._jobstores_lock:
+        """What a running scheduler does at each wakeup, holding its job store lock: it
+        changes the run time of each due job on the very object returned (or removes the
+        job), gives it back, then asks for the next run time."""
+        with self.scheduler._jobstores_lock, running(self.scheduler):
             due = [store.get_due_jobs(self.run_time(now)) for store in (self.lmdb, self.memory)]
             assert summaries(due[0]) == summaries(due[1])
             for lmdb_job, memory_job in zip(*due, strict=True):
