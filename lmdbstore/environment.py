@@ -141,6 +141,19 @@ class StoreEnvironment:
 
     def read(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in a read transaction and return what it returns."""
+        env, gate = self._env, self._gate
+        if env is None:
+            return self._run(operation, write=False)
+        gate.enter()
+        try:
+            with env.begin() as txn:
+                return operation(txn)
+        except lmdb.MapResizedError:
+            pass  # another process grew the map: adopt its size and read again
+        except lmdb.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            gate.leave()
         return self._run(operation, write=False)
 
     def write(self, operation: Callable[[Transaction], T]) -> T:

@@ -120,7 +120,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self.readonly = readonly
         self.lease = lease
         self._codec = JobCodec(self.serializer, cache_size, self.path)
-        self._token = new_owner()
+        self._owner = new_owner()
+        """This store object's name in leases (a forked child takes another)."""
         self._own_commits: set[int] = set()
         self._watcher: ChangeWatcher | None = None
         self._environment: StoreEnvironment | None = None
@@ -145,6 +146,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def _after_fork_in_child(self) -> None:
         # The parent's threads are gone: their locks may be held, their batch is theirs.
+        self._owner = new_owner()
         self._reset_locks()
         self._batch = None
         self._watchdog = None
@@ -238,27 +240,24 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return False
         return True
 
-    @property
-    def _owner(self) -> bytes:
-        """This store object's name in leases (a forked child is another owner)."""
-        return self._token + os.getpid().to_bytes(4, "big")
-
     # -- reads ---------------------------------------------------------------------------
 
     def lookup_job(self, job_id: str) -> Job | None:
         id_key = encode_job_id(job_id)
-        self._flush()
-        env = self._env
-        data = env.read(lambda txn: txn.get(job_key(id_key), db=env.jobs))
+        if self._batch is not None:
+            self._flush()
+        env = self._environment or self._open()
+        key = job_key(id_key)
+        data = env.read(lambda txn: txn.get(key, db=env.jobs))
         if data is None:
             return None
-        jobs = self._restore_jobs([(id_key, data)])
+        jobs = self._restore_jobs(((id_key, data),))
         return jobs[0] if jobs else None
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        if self._in_last_wakeup():
+            return []
         in_wakeup = scheduler_lock_held(self._scheduler)
-        if in_wakeup and self._scheduler.state == STATE_STOPPED:
-            return []  # APScheduler's last wakeup, after shutdown: it could run nothing
         limit = encode_run_time(now)
         self._flush()
         self._next_key_memo = None
@@ -285,8 +284,11 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         owner = self._owner
 
         def anything_due(txn: Transaction) -> bool:
-            start = after(leases_in_force(txn, env.meta, owner, limit).floor)
             with txn.cursor(db=env.index) as cursor:
+                if not cursor.first() or cursor.key()[:RUN_TIME_SIZE] > limit:
+                    self._remember_next_key(cursor.key()[:RUN_TIME_SIZE] or None)
+                    return False  # nothing due at all: no lease to look at
+                start = after(leases_in_force(txn, env.meta, owner, limit).floor)
                 if cursor.set_range(start) and cursor.key()[:RUN_TIME_SIZE] <= limit:
                     return True
             self._remember_next_key(self._next_key(txn, limit))
@@ -307,15 +309,25 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return self._write(take)
 
     def get_next_run_time(self) -> datetime | None:
-        if scheduler_lock_held(self._scheduler) and self._scheduler.state == STATE_STOPPED:
-            return None  # APScheduler's last wakeup, after shutdown
         self._flush()
         memo, self._next_key_memo = self._next_key_memo, None
         if memo is not None and memo[0] == threading.get_ident():
             key = memo[1]  # what this wakeup's last transaction found: nothing changed since
+        elif self._in_last_wakeup():
+            return None
         else:
             key = self._env.read(lambda txn: self._next_key(txn, encode_timestamp(time.time())))
         return None if key is None else decode_run_time(key)
+
+    def _in_last_wakeup(self) -> bool:
+        """Whether this is the wakeup APScheduler runs after ``shutdown()``, when its
+        executors are gone: it can run nothing, so it must take nothing."""
+        scheduler = self._scheduler
+        return (
+            scheduler is not None
+            and scheduler.state == STATE_STOPPED
+            and scheduler_lock_held(scheduler)
+        )
 
     def _next_key(self, txn: Transaction, now: bytes) -> bytes | None:
         """When the scheduler should wake next for this store (see table.next_run_key)."""
