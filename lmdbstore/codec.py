@@ -54,8 +54,9 @@ class JobCodec:
         self._references = CallableReferences()
         self._path = path
 
-    def encode(self, job: Job) -> EncodedJob:
-        """Serialize ``job``, or raise an error naming what is wrong with it.
+    def encode(self, job: Job, keep: bool = True) -> EncodedJob:
+        """Serialize ``job``, or raise an error naming what is wrong with it; unless
+        ``keep`` is false, with what the cache is to keep of it once it is written.
 
         :raises TypeError: if its id is not a ``str``, or its next run time no datetime
         :raises ValueError: if its next run time is naive
@@ -96,7 +97,8 @@ class JobCodec:
         if cached is not None:
             entry = cached._replace(stamp=stamp, next_run_time=next_run_time)
         elif (
-            self.cache.capacity
+            keep
+            and self.cache.capacity
             and job.args is state["args"]  # not a bound method, whose instance joins args
             and job.func_ref == state["func"]
             and shareable(state)

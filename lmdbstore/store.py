@@ -354,7 +354,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
         :raises ConflictingIdError: if a job's id is already stored, or repeated in ``jobs``
         """
-        encoded = [self._codec.encode(job) for job in jobs]
+        jobs = list(jobs)
+        kept_from = len(jobs) - self.options.cache_size  # the cache keeps only the last
+        encoded = [self._codec.encode(job, number >= kept_from) for number, job in enumerate(jobs)]
         env = self._writable_env()
         self._flush()
         if not encoded:
