@@ -11,7 +11,7 @@ from .chart import draw
 from .report import markdown
 from .results import WORKLOADS
 from .run import Options, run
-from .stores import STORES, redis_server_path
+from .stores import OPT_IN, STORES, redis_server_path
 from .targets import check_targets
 
 DEFAULT_SIZES = "1000,10000,100000"
@@ -55,8 +55,8 @@ def parse_options(arguments: list[str]) -> tuple[Options, Path]:
     parser.add_argument(
         "--stores",
         type=lambda text: _names(text, list(STORES), "store"),
-        help=f"stores to run, comma-separated, from {','.join(STORES)} (default: all, "
-        "redis if redis-server is on the PATH)",
+        help=f"stores to run, comma-separated, from {','.join(STORES)} (default: all but "
+        f"{','.join(sorted(OPT_IN))}, redis if redis-server is on the PATH)",
     )
     parser.add_argument(
         "--workloads",
@@ -85,7 +85,11 @@ def parse_options(arguments: list[str]) -> tuple[Options, Path]:
     namespace = parser.parse_args(arguments)
     stores = namespace.stores
     if stores is None:
-        stores = [name for name in STORES if name != "redis" or redis_server_path()]
+        stores = [
+            name
+            for name in STORES
+            if name not in OPT_IN and (name != "redis" or redis_server_path())
+        ]
     elif "redis" in stores and not redis_server_path():
         parser.error("--stores names redis, but redis-server is not on the PATH")
     sizes = sorted(set(namespace.sizes) | ({MILLION} if namespace.include_1m else set()))

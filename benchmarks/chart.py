@@ -19,7 +19,13 @@ from .results import METRIC, METRICS, Results
 from .stores import STORES
 
 _COLUMNS = 4
-_COLORS = {"lmdb": "tab:blue", "memory": "tab:orange", "sqlite": "tab:green", "redis": "tab:red"}
+_COLORS = {
+    "lmdb": "tab:blue",
+    "lmdb-unshared": "tab:cyan",
+    "memory": "tab:orange",
+    "sqlite": "tab:green",
+    "redis": "tab:red",
+}
 
 
 def draw(results: Results, path: Path) -> None:

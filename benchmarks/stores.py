@@ -52,6 +52,12 @@ def _open_lmdb(location: str) -> BaseJobStore:
     return LMDBJobStore(location)
 
 
+def _open_lmdb_unshared(location: str) -> BaseJobStore:
+    from lmdbstore import LMDBJobStore
+
+    return LMDBJobStore(location, lease=None, watch_changes=False)
+
+
 def _open_memory(location: str) -> BaseJobStore:
     from apscheduler.jobstores.memory import MemoryJobStore
 
@@ -107,6 +113,15 @@ STORES = {
             "lmdb", "LMDBJobStore", "lmdbstore", True, _open_lmdb, _add_all, directory_bytes
         ),
         StoreSpec(
+            "lmdb-unshared",
+            "LMDBJobStore, not shared (lease=None)",
+            "lmdbstore",
+            True,
+            _open_lmdb_unshared,
+            _add_all,
+            directory_bytes,
+        ),
+        StoreSpec(
             "memory",
             "MemoryJobStore",
             "apscheduler.jobstores.memory",
@@ -136,6 +151,9 @@ STORES = {
     )
 }
 OURS = "lmdb"
+OPT_IN = frozenset({"lmdb-unshared"})
+"""Stores run only when named: our store without what sharing it between schedulers
+costs, to measure that cost."""
 
 
 def redis_server_path() -> str | None:
