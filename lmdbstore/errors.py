@@ -14,43 +14,51 @@ class LMDBStoreError(Exception):
     """Base class of every error raised by lmdbstore itself."""
 
 
-class StorePathError(LMDBStoreError):
+class _StoreError(LMDBStoreError):
+    """An error about the store at ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        super().__init__(message)
+        self.path = os.fspath(path)
+
+
+class StorePathError(_StoreError):
     """The path cannot hold a store: a regular file, another program's directory, or
     unreadable."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__(f"{os.fspath(path)!r} {problem}")
-        self.path = os.fspath(path)
+        super().__init__(path, f"{os.fspath(path)!r} {problem}")
 
 
-class NewerFormatError(LMDBStoreError):
+class NewerFormatError(_StoreError):
     """The store was written by a newer version of lmdbstore."""
 
     def __init__(self, path: str | os.PathLike[str], found: int, supported: int) -> None:
         super().__init__(
+            path,
             f"the store at {os.fspath(path)!r} has format version {found}, but this version "
-            f"of lmdbstore reads format {supported} at most: upgrade lmdbstore"
+            f"of lmdbstore reads format {supported} at most: upgrade lmdbstore",
         )
-        self.path = os.fspath(path)
 
 
-class SerializerMismatchError(LMDBStoreError):
+class SerializerMismatchError(_StoreError):
     """The store (or a record in it) was written with another serializer."""
 
     def __init__(self, path: str | os.PathLike[str], written: str, configured: str) -> None:
         super().__init__(
+            path,
             f"the store at {os.fspath(path)!r} was written with serializer {written!r}, but "
-            f"is opened with serializer {configured!r}: open it with serializer={written!r}"
+            f"is opened with serializer {configured!r}: open it with serializer={written!r}",
         )
-        self.path = os.fspath(path)
 
 
-class ReadOnlyStoreError(LMDBStoreError):
+class ReadOnlyStoreError(_StoreError):
     """A write was asked of a store opened read-only."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(f"the store at {os.fspath(path)!r} is read-only: it cannot be changed")
-        self.path = os.fspath(path)
+        super().__init__(
+            path, f"the store at {os.fspath(path)!r} is read-only: it cannot be changed"
+        )
 
 
 class StorageError(LMDBStoreError):
