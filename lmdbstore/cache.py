@@ -45,11 +45,6 @@ class CachedState(NamedTuple):
     path: tuple[str, ...]
     """The names leading from the module to the callable."""
 
-    def is_current(self) -> bool:
-        """Whether the reference still names the same callable, as a decode now would
-        find (it fails if the callable was removed, and differs if it was reloaded)."""
-        return _named(self.module, self.path) is self.func
-
 
 def cache_entry(
     stamp: bytes,
@@ -222,9 +217,10 @@ class StateCache:
         """The entry of ``id_key`` if it was decoded from the record stamped ``stamp`` and
         its callable is still the one its reference names."""
         entry = self._entries.get(id_key)
-        if entry is None or entry.stamp != stamp or not entry.is_current():
+        if entry is None or entry.stamp != stamp:
             return None
-        return entry
+        # A decode now would fail if the callable was removed, and differ if it was reloaded.
+        return entry if _named(entry.module, entry.path) is entry.func else None
 
     def latest(self, id_key: bytes) -> CachedState | None:
         """The entry of ``id_key`` whatever its stamp (to reuse its serialized body)."""

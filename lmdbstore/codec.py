@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from apscheduler.job import Job
 
@@ -129,6 +129,28 @@ class JobCodec:
         """
         cached = self.cache.get(id_key, record_stamp(data))
         return build_job(cached) if cached is not None else self._decode(id_key, data)
+
+    def restore_all(
+        self, rows: Iterable[tuple[bytes, bytes]], scheduler: Any, alias: str | None
+    ) -> tuple[list[Job], list[tuple[bytes, bytes, Exception]]]:
+        """Rebuild the jobs of ``rows`` (encoded id, record) as :meth:`restore` does, each
+        owned by ``scheduler`` under ``alias``; return them and those that failed, with
+        why."""
+        jobs = []
+        failed = []
+        cached_for = self.cache.get
+        for id_key, data in rows:
+            try:
+                cached = cached_for(id_key, record_stamp(data))
+                job = build_job(cached) if cached is not None else self._decode(id_key, data)
+            except Exception as exc:
+                self.cache.discard(id_key)
+                failed.append((id_key, data, exc))
+                continue
+            job._scheduler = scheduler
+            job._jobstore_alias = alias
+            jobs.append(job)
+        return jobs, failed
 
     def _decode(self, id_key: bytes, data: bytes) -> Job:
         serializer = self.serializer

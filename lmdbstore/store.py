@@ -516,14 +516,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def _restore_jobs(self, rows: Iterable[Row]) -> list[Job]:
         """Rebuild the jobs of ``rows``; quarantine those that cannot be rebuilt."""
-        jobs = []
-        failed = []
-        for id_key, data in rows:
-            try:
-                jobs.append(self._restore(id_key, data))
-            except Exception as exc:
-                self._codec.cache.discard(id_key)
-                failed.append((id_key, data, exc))
+        jobs, failed = self._codec.restore_all(rows, self._scheduler, self._alias)
         if not failed:
             return jobs
         if self.readonly:
