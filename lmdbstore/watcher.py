@@ -62,11 +62,6 @@ class ChangeWatcher:
         self._thread = threading.Thread(target=self._run, name="lmdbstore-watcher", daemon=True)
         self._thread.start()
 
-    @property
-    def uses_inotify(self) -> bool:
-        """Whether changes are noticed by inotify rather than by polling."""
-        return self._inotify is not None
-
     def stop(self) -> None:
         """Stop the thread and free its descriptors."""
         os.write(self._stop_write, b"x")
