@@ -3,7 +3,7 @@ through the decoded-state cache."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -128,21 +128,23 @@ class JobCodec:
             class that cannot be imported, a record of another serializer
         """
         cached = self.cache.get(id_key, record_stamp(data))
-        return build_job(cached) if cached is not None else self._decode(id_key, data)
+        return build_job(cached) if cached is not None else self._decode(id_key, data, True)
 
     def restore_all(
-        self, rows: Iterable[tuple[bytes, bytes]], scheduler: Any, alias: str | None
+        self, rows: Sequence[tuple[bytes, bytes]], scheduler: Any, alias: str | None
     ) -> tuple[list[Job], list[tuple[bytes, bytes, Exception]]]:
         """Rebuild the jobs of ``rows`` (encoded id, record) as :meth:`restore` does, each
         owned by ``scheduler`` under ``alias``; return them and those that failed, with
-        why."""
+        why. Rows more than the cache holds are not kept: they would only push out of it
+        the jobs a scheduler reads again and again."""
         jobs = []
         failed = []
         cached_for = self.cache.get
+        keep = len(rows) <= self.cache.capacity
         for id_key, data in rows:
             try:
                 cached = cached_for(id_key, record_stamp(data))
-                job = build_job(cached) if cached is not None else self._decode(id_key, data)
+                job = build_job(cached) if cached else self._decode(id_key, data, keep)
             except Exception as exc:
                 self.cache.discard(id_key)
                 failed.append((id_key, data, exc))
@@ -152,7 +154,7 @@ class JobCodec:
             jobs.append(job)
         return jobs, failed
 
-    def _decode(self, id_key: bytes, data: bytes) -> Job:
+    def _decode(self, id_key: bytes, data: bytes, keep: bool) -> Job:
         serializer = self.serializer
         record = JobRecord.decode(data)
         if record.serializer_tag != serializer.tag:
@@ -160,7 +162,7 @@ class JobCodec:
             raise SerializerMismatchError(self._path, written, serializer.name)
         state = serializer.loads(record.body)
         next_run_time = decode_next_run_time(record.next_run_time)
-        if self.cache.capacity and shareable(state):
+        if keep and self.cache.capacity and shareable(state):
             found = self._references.resolve(state["func"])
             entry = cache_entry(record.stamp, record.body, state, next_run_time, found)
             self.cache.put(id_key, entry)

@@ -7,7 +7,7 @@ import pickle
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
@@ -514,7 +514,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         job._jobstore_alias = self._alias
         return job
 
-    def _restore_jobs(self, rows: Iterable[Row]) -> list[Job]:
+    def _restore_jobs(self, rows: Sequence[Row]) -> list[Job]:
         """Rebuild the jobs of ``rows``; quarantine those that cannot be rebuilt."""
         jobs, failed = self._codec.restore_all(rows, self._scheduler, self._alias)
         if not failed:

@@ -157,3 +157,25 @@ def test_a_job_built_from_the_cache_equals_one_apscheduler_rebuilds_from_its_sta
         ours, theirs = getattr(from_store, name), getattr(rebuilt, name)
         assert type(ours) is type(theirs), name
         assert ours == theirs or (name == "trigger" and str(ours) == str(theirs)), name
+
+
+def test_a_scan_of_more_jobs_than_the_cache_holds_leaves_the_cached_jobs_cached(
+    tmp_path: Path, scheduler: object, make_job: Callable[..., Job]
+) -> None:
+    """A large get_all_jobs must not push out the jobs a scheduler reads again and again."""
+    store = LMDBJobStore(tmp_path / "jobs.lmdb", cache_size=5)
+    store.start(scheduler, "store")
+    ids = [f"job-{number:02}" for number in range(20)]
+    store.add_jobs([make_job(job_id, datetime(2030, 1, 1)) for job_id in ids])
+    for job_id in ids[:3]:
+        store.lookup_job(job_id)
+
+    def cached() -> set[str]:
+        return {job_id for job_id in ids if store._codec.cache.latest(job_id.encode())}
+
+    before = cached()
+    assert set(ids[:3]) <= before
+
+    assert len(store.get_all_jobs()) == 20
+
+    assert cached() == before
