@@ -406,6 +406,11 @@ def _has_open_reads(env: lmdb.Environment) -> bool:
     return False
 
 
+_LMDB_FILES = frozenset({"lock.mdb", "data.mdb"})
+"""The files LMDB makes in a store's directory; while another process creates the store,
+the directory holds its lock.mdb alone for a moment."""
+
+
 def _check_path(path: str) -> bool:
     """Refuse a path that cannot hold a store; return whether it can only be read."""
     if not os.path.exists(path):
@@ -421,12 +426,13 @@ def _check_path(path: str) -> bool:
         entries = set(os.listdir(path))
     except PermissionError as exc:
         raise StorePathError(path, "cannot be read (permission denied)") from exc
-    if entries and "data.mdb" not in entries:
+    has_data = "data.mdb" in entries
+    if not has_data and not entries <= _LMDB_FILES:
         raise StorePathError(path, "is a directory of something else: it holds no data.mdb")
     data = os.path.join(path, "data.mdb")
-    if entries and not os.access(data, os.R_OK):
+    if has_data and not os.access(data, os.R_OK):
         raise StorePathError(path, "cannot be read (permission denied)")
-    writable = os.access(path, os.W_OK) and (not entries or os.access(data, os.W_OK))
+    writable = os.access(path, os.W_OK) and (not has_data or os.access(data, os.W_OK))
     if not writable:
         _logger.warning("The store at %r is read-only: it opens for reading only", path)
     return not writable

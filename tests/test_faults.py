@@ -17,8 +17,10 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -259,6 +261,34 @@ def test_a_directory_of_something_else(tmp_path: Path) -> None:
     with pytest.raises(StorePathError, match="directory of something else"):
         LMDBJobStore(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["photo.jpg"]
+
+
+def test_a_directory_another_process_is_creating_a_store_in(tmp_path: Path) -> None:
+    (tmp_path / "lock.mdb").write_bytes(b"")
+    store = LMDBJobStore(tmp_path)
+    store.start(None, "default")
+    assert store.get_all_jobs() == []
+    store.shutdown()
+
+
+def test_processes_creating_the_same_stores_at_once(tmp_path: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from lmdbstore import LMDBJobStore\n"
+        "go = os.path.join(sys.argv[1], 'go')\n"
+        "while not os.path.exists(go): pass\n"
+        "for n in range(300):\n"
+        "    s = LMDBJobStore(os.path.join(sys.argv[1], f'jobs{n}.lmdb'))\n"
+        "    s.start(None, 'default'); s.shutdown()\n"
+    )
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    time.sleep(1)
+    (tmp_path / "go").touch()
+    errors = [child.communicate()[1].decode() for child in children]
+    assert [child.returncode for child in children] == [0, 0], errors
 
 
 def test_an_lmdb_environment_of_another_program(tmp_path: Path) -> None:

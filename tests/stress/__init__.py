@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,8 @@ def started(module: str, *args: str, **popen: Any) -> Iterator[subprocess.Popen[
         process.wait()
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
-                stream.close()
+                with suppress(BrokenPipeError):  # a child that died unread: its error shows
+                    stream.close()
 
 
 def wait_for(process: subprocess.Popen[str], word: str) -> None:
