@@ -42,8 +42,9 @@ T = TypeVar("T")
 Transaction: TypeAlias = Any
 Durability = Literal["full", "relaxed"]
 
-FORMAT_VERSION = 1
-"""The store format this version of lmdbstore writes and reads."""
+FORMAT_VERSION = 2
+"""The store format this version of lmdbstore writes and reads. Format 1 was that of
+development versions before 0.1.0 (next run times and triggers in slower encodings)."""
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _NEARLY_FULL = 1024 * 1024
@@ -307,6 +308,12 @@ class StoreEnvironment:
             self.format_version = int(found)
             if self.format_version > FORMAT_VERSION:
                 raise NewerFormatError(self.path, self.format_version, FORMAT_VERSION)
+            if self.format_version < FORMAT_VERSION:
+                raise StorePathError(
+                    self.path,
+                    f"has format version {self.format_version}, that of a development "
+                    f"version before lmdbstore 0.1.0, which this version does not read",
+                )
             serializer = txn.get(_SERIALIZER_KEY, db=meta)
             self.serializer_name = serializer.decode() if serializer else ""
         self.jobs, self.index, self.meta, self.quarantine = dbs

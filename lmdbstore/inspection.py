@@ -35,6 +35,7 @@ from .records import (
 )
 from .serializers import SERIALIZER_NAMES, Serializer
 from .store import LMDBJobStore
+from .triggers import restored_state
 
 
 def open_store(
@@ -118,6 +119,7 @@ def load_state(
     state: dict[str, Any] = loads(record.body)
     if not isinstance(state, dict) or "id" not in state:
         raise ValueError("the record's body is not a job's state")
+    restored_state(state)  # in a state the tolerant unpickler restored
     state["next_run_time"] = decode_next_run_time(record.next_run_time)
     return state
 

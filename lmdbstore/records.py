@@ -25,12 +25,12 @@ import pickle
 import struct
 import zlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import NamedTuple
 
-from .keys import decode_run_time, encode_run_time, wall_clock_microseconds
+from .keys import decode_run_time, encode_run_time
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 _HEADER = struct.Struct(">IBB8s8sII")
 _CRC = struct.Struct(">I")
 
@@ -39,9 +39,7 @@ class CorruptRecordError(ValueError):
     """A record's bytes are not what the store wrote."""
 
 
-_WALL_CLOCK = struct.Struct(">QB")
-_DAY_US = 86_400_000_000
-_CALENDAR_START = datetime(1, 1, 1)
+_WALL_CLOCK = struct.Struct(">HBBBBBIB")
 # Pickled time zones both ways: a process meets few of them, and pickling one costs more
 # than all the rest of a wakeup's write.
 _zone_bytes: dict[tzinfo, bytes] = {}
@@ -50,7 +48,7 @@ _ZONES_KEPT = 256
 
 
 def encode_next_run_time(run_time: datetime | None) -> bytes:
-    """Encode a job's next run time exactly: wall clock time, ``fold`` and time zone
+    """Encode a job's next run time exactly: wall clock fields, ``fold`` and time zone
     object (pickled), so that :func:`decode_next_run_time` gives back an equal datetime in
     the same zone, whichever time zone library made it."""
     if run_time is None:
@@ -62,22 +60,31 @@ def encode_next_run_time(run_time: datetime | None) -> bytes:
         if len(_zone_bytes) >= _ZONES_KEPT:
             _zone_bytes.clear()
         zone_bytes = _zone_bytes[zone] = pickle.dumps(zone, 4)
-    return _WALL_CLOCK.pack(wall_clock_microseconds(run_time), run_time.fold) + zone_bytes
+    wall_clock = _WALL_CLOCK.pack(
+        run_time.year,
+        run_time.month,
+        run_time.day,
+        run_time.hour,
+        run_time.minute,
+        run_time.second,
+        run_time.microsecond,
+        run_time.fold,
+    )
+    return wall_clock + zone_bytes
 
 
 def decode_next_run_time(data: bytes) -> datetime | None:
     """Decode what :func:`encode_next_run_time` made."""
     if not data:
         return None
-    wall_clock, fold = _WALL_CLOCK.unpack_from(data)
+    year, month, day, hour, minute, second, microsecond, fold = _WALL_CLOCK.unpack_from(data)
     zone_bytes = data[_WALL_CLOCK.size :]
     zone = _zones.get(zone_bytes)
     if zone is None:
         if len(_zones) >= _ZONES_KEPT:
             _zones.clear()
         zone = _zones[zone_bytes] = pickle.loads(zone_bytes)
-    moment = _CALENDAR_START + timedelta(microseconds=wall_clock - _DAY_US)
-    return moment.replace(tzinfo=zone, fold=fold) if fold else moment.replace(tzinfo=zone)
+    return datetime(year, month, day, hour, minute, second, microsecond, zone, fold=fold)
 
 
 def _stamp_counter() -> Iterator[int]:

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 from apscheduler.job import Job
 
+from .triggers import compact_state, restored_state
+
 
 def _stored_by_value() -> None:
     """Stands in for a callable stored by value while a job is rebuilt."""
@@ -46,13 +48,17 @@ class Serializer:
             )
         self.pickle_protocol = pickle_protocol
 
-    def dumps(self, obj: object) -> bytes:
-        """Serialize ``obj``; raises whatever pickling raises."""
-        return pickle.dumps(obj, self.pickle_protocol)
+    def dumps(self, state: dict[str, Any]) -> bytes:
+        """Serialize a job's ``state`` (made by :meth:`job_state`); raises whatever
+        pickling raises."""
+        return self._dumps(compact_state(state))
 
-    def loads(self, data: bytes) -> Any:
-        """Deserialize what :meth:`dumps` made; raises whatever unpickling raises."""
-        return pickle.loads(data)
+    def loads(self, data: bytes) -> dict[str, Any]:
+        """Deserialize a state :meth:`dumps` made; raises whatever unpickling raises."""
+        return restored_state(pickle.loads(data))
+
+    def _dumps(self, obj: object) -> bytes:
+        return pickle.dumps(obj, self.pickle_protocol)
 
     def job_state(self, job: Job) -> dict[str, Any]:
         """Return the state of ``job`` to serialize (as ``Job.__getstate__`` makes it).
@@ -79,7 +85,7 @@ class CloudpickleSerializer(Serializer):
     name: ClassVar[str] = "cloudpickle"
     tag: ClassVar[int] = 2
 
-    def dumps(self, obj: object) -> bytes:
+    def _dumps(self, obj: object) -> bytes:
         import cloudpickle
 
         return cloudpickle.dumps(obj, self.pickle_protocol)  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from cli_fixtures import (
     sample_store,
 )
 
-from lmdbstore import LMDBJobStore
+from lmdbstore import FORMAT_VERSION, LMDBJobStore
 from lmdbstore.keys import encode_job_id, encode_run_time, index_key
 
 COMMANDS = [
@@ -234,7 +234,7 @@ def test_stats(store_path: Path) -> None:
     assert result.returncode == 0
     assert lines[:6] == [
         f"store:          {store_path}",
-        "format version: 1",
+        f"format version: {FORMAT_VERSION}",
         "serializer:     pickle",
         "jobs:           3 (1 paused)",
         "quarantined:    1",
@@ -249,7 +249,7 @@ def test_stats_json(store_path: Path) -> None:
     assert stats["paused"] == 1
     assert stats["quarantined"] == 1
     assert stats["next_run_time"] == "2030-01-01T00:00:00+00:00"
-    assert stats["format_version"] == 1
+    assert stats["format_version"] == FORMAT_VERSION
     assert stats["serializer"] == "pickle"
     assert 0 < stats["map_used"] <= stats["file_size"] <= stats["map_size"]
 

@@ -516,16 +516,30 @@ def test_a_store_written_by_a_newer_format(store_path: Path) -> None:
     store = LMDBJobStore(store_path)
     expected = populate(store, 5, "kept-")
     store.shutdown()
-    _set_format(store_path, b"2")
+    _set_format(store_path, b"3")
 
-    with pytest.raises(NewerFormatError, match="has format version 2") as refusal:
+    with pytest.raises(NewerFormatError, match="has format version 3") as refusal:
         LMDBJobStore(store_path)
 
     assert str(store_path) in str(refusal.value)
-    _set_format(store_path, b"1")
+    _set_format(store_path, b"2")
     store = LMDBJobStore(store_path)
     assert contents(store) == expected
     store.shutdown()
+
+
+def test_a_store_of_the_development_format_before_0_1_0(store_path: Path) -> None:
+    store = LMDBJobStore(store_path)
+    populate(store, 5, "kept-")
+    store.shutdown()
+    _set_format(store_path, b"1")
+    data = store_path / "data.mdb"
+    before = data.read_bytes()
+
+    with pytest.raises(StorePathError, match="has format version 1, that of a development"):
+        LMDBJobStore(store_path)
+
+    assert data.read_bytes() == before
 
 
 def _set_format(path: Path, version: bytes) -> None:

@@ -1,0 +1,237 @@
+"""Compact forms of APScheduler's built-in triggers, for job states to serialize.
+
+Pickle restores a trigger by looking up each class it names (the trigger's, its time
+zone's, ``datetime``, ``timedelta``), which costs most of the time it takes to restore a
+job. A trigger made of parts the store can name more briefly (an interval, cron or date
+trigger whose time zones are ``zoneinfo`` zones or UTC) is kept in a job's serialized
+state as a tuple of plain numbers, strings and bytes instead, which pickle restores with
+no lookup. Restoring that tuple gives a trigger of the same class with an equal state.
+
+These tuples are part of the record format (store format 2).
+"""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+_Zone = str | None
+"""A time zone: the key of a ``zoneinfo`` zone, or ``None`` for UTC."""
+_Moment = tuple[int, int, int, int, int, int, int, int, _Zone]
+"""An aware datetime: its wall clock fields, ``fold`` and time zone."""
+
+
+class _Unencodable(Exception):
+    """A trigger part the compact forms cannot name."""
+
+
+_INTERVAL, _CRON, _DATE = 1, 2, 3
+
+
+def compact_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a job's) with its trigger in compact form, if it has one; else ``state``."""
+    trigger: Any = state.get("trigger")
+    encode = _ENCODERS.get(type(trigger))
+    if encode is None:
+        return state
+    try:
+        compact = encode(trigger.__getstate__())
+    except _Unencodable:
+        return state
+    return {**state, "trigger": compact}
+
+
+def restored_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (made by :func:`compact_state`, then serialized and restored) with its
+    trigger restored, changed in place.
+
+    :raises ValueError: if its compact trigger is not one this module makes
+    """
+    compact = state.get("trigger")
+    if type(compact) is tuple:
+        state["trigger"] = _restore(compact)
+    return state
+
+
+def _zone(zone: Any) -> _Zone:
+    if zone is timezone.utc:
+        return None
+    if type(zone) is ZoneInfo and zone.key is not None and ZoneInfo(zone.key) is zone:
+        return zone.key
+    raise _Unencodable
+
+
+def _moment(value: Any) -> _Moment | None:
+    if value is None:
+        return None
+    if type(value) is not datetime:
+        raise _Unencodable
+    return (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        value.fold,
+        _zone(value.tzinfo),
+    )
+
+
+def _jitter(value: Any) -> int | float | None:
+    if value is None or type(value) is int or type(value) is float:
+        return value
+    raise _Unencodable
+
+
+def _check(state: dict[str, Any], version: int, keys: frozenset[str]) -> None:
+    if state.get("version") != version or state.keys() != keys:
+        raise _Unencodable
+
+
+_INTERVAL_KEYS = frozenset(("version", "timezone", "start_date", "end_date", "interval", "jitter"))
+_CRON_KEYS = frozenset(("version", "timezone", "start_date", "end_date", "fields", "jitter"))
+_DATE_KEYS = frozenset(("version", "run_date"))
+
+
+def _encode_interval(state: dict[str, Any]) -> tuple[Any, ...]:
+    _check(state, 2, _INTERVAL_KEYS)
+    interval = state["interval"]
+    if type(interval) is not timedelta:
+        raise _Unencodable
+    return (
+        _INTERVAL,
+        _zone(state["timezone"]),
+        _moment(state["start_date"]),
+        _moment(state["end_date"]),
+        interval.days,
+        interval.seconds,
+        interval.microseconds,
+        _jitter(state["jitter"]),
+    )
+
+
+def _encode_cron(state: dict[str, Any]) -> tuple[Any, ...]:
+    _check(state, 2, _CRON_KEYS)
+    return (
+        _CRON,
+        _zone(state["timezone"]),
+        _moment(state["start_date"]),
+        _moment(state["end_date"]),
+        pickle.dumps(state["fields"], pickle.HIGHEST_PROTOCOL),
+        _jitter(state["jitter"]),
+    )
+
+
+def _encode_date(state: dict[str, Any]) -> tuple[Any, ...]:
+    _check(state, 1, _DATE_KEYS)
+    return (_DATE, _moment(state["run_date"]))
+
+
+_ENCODERS = {
+    IntervalTrigger: _encode_interval,
+    CronTrigger: _encode_cron,
+    DateTrigger: _encode_date,
+}
+
+
+def _restored_zone(key: _Zone) -> Any:
+    return timezone.utc if key is None else ZoneInfo(key)
+
+
+def _restored_moment(moment: _Moment | None) -> datetime | None:
+    if moment is None:
+        return None
+    year, month, day, hour, minute, second, microsecond, fold, zone = moment
+    return datetime(
+        year, month, day, hour, minute, second, microsecond, _restored_zone(zone), fold=fold
+    )
+
+
+_fields: dict[bytes, Any] = {}
+_FIELDS_KEPT = 1024
+
+
+def _restored_fields(data: bytes) -> Any:
+    # Jobs of one cron schedule share its fields, as jobs share a trigger: APScheduler never
+    # changes a trigger's fields in place.
+    fields = _fields.get(data)
+    if fields is None:
+        if len(_fields) >= _FIELDS_KEPT:
+            _fields.clear()
+        fields = _fields[data] = pickle.loads(data)
+    return fields
+
+
+def _restored(cls: Any, state: dict[str, Any]) -> BaseTrigger:
+    trigger = cls.__new__(cls)
+    trigger.__setstate__(state)
+    return trigger
+
+
+def _restore_interval(
+    zone: _Zone,
+    start: _Moment | None,
+    end: _Moment | None,
+    days: int,
+    seconds: int,
+    microseconds: int,
+    jitter: int | float | None,
+) -> BaseTrigger:
+    return _restored(
+        IntervalTrigger,
+        {
+            "version": 2,
+            "timezone": _restored_zone(zone),
+            "start_date": _restored_moment(start),
+            "end_date": _restored_moment(end),
+            "interval": timedelta(days, seconds, microseconds),
+            "jitter": jitter,
+        },
+    )
+
+
+def _restore_cron(
+    zone: _Zone,
+    start: _Moment | None,
+    end: _Moment | None,
+    fields: bytes,
+    jitter: int | float | None,
+) -> BaseTrigger:
+    return _restored(
+        CronTrigger,
+        {
+            "version": 2,
+            "timezone": _restored_zone(zone),
+            "start_date": _restored_moment(start),
+            "end_date": _restored_moment(end),
+            "fields": _restored_fields(fields),
+            "jitter": jitter,
+        },
+    )
+
+
+def _restore_date(run_date: _Moment | None) -> BaseTrigger:
+    return _restored(DateTrigger, {"version": 1, "run_date": _restored_moment(run_date)})
+
+
+_RESTORERS: dict[Any, Any] = {
+    _INTERVAL: _restore_interval,
+    _CRON: _restore_cron,
+    _DATE: _restore_date,
+}
+
+
+def _restore(compact: tuple[Any, ...]) -> BaseTrigger:
+    restore = _RESTORERS.get(compact[0]) if compact else None
+    if restore is None:
+        raise ValueError(f"unknown compact trigger form {compact[:1]!r}")
+    return restore(*compact[1:])

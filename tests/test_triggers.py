@@ -1,0 +1,135 @@
+"""The compact forms of APScheduler's built-in triggers: what has one, and that restoring
+it gives what pickle gives: a trigger of the same class with an equal state."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytz
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from lmdbstore.triggers import compact_state, restored_state
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+# 01:30 happens twice in New York on 2024-11-03: fold=1 is the second time.
+SECOND_1_30 = datetime(2024, 11, 3, 1, 30, 0, 123456, NEW_YORK, fold=1)
+
+
+class LoudInterval(IntervalTrigger):
+    """A user's subclass: its own class must survive, so it keeps plain pickling."""
+
+
+COMPACT = {
+    "interval in a zone": IntervalTrigger(hours=2, timezone=BERLIN),
+    "interval with start, end and jitter": IntervalTrigger(
+        minutes=5,
+        seconds=3,
+        start_date=SECOND_1_30,
+        end_date=datetime(9999, 12, 31, tzinfo=timezone.utc),
+        jitter=7,
+        timezone=NEW_YORK,
+    ),
+    "interval of microseconds, float jitter": IntervalTrigger(
+        seconds=1, start_date=datetime(1, 1, 1, 0, 0, 0, 1, timezone.utc), jitter=0.5
+    ),
+    "cron": CronTrigger(hour="*/3", minute=15, day_of_week="mon-fri", timezone=BERLIN),
+    "cron from a crontab": CronTrigger.from_crontab("0 9 1-7 * 1", timezone=NEW_YORK),
+    "cron with start, end and jitter": CronTrigger(
+        second="*/10",
+        start_date=SECOND_1_30,
+        end_date=datetime(2030, 1, 1, tzinfo=BERLIN),
+        jitter=3,
+        timezone=timezone.utc,
+    ),
+    "date": DateTrigger(SECOND_1_30),
+    "date in UTC, before 1970": DateTrigger(datetime(1900, 2, 28, 23, 59, tzinfo=timezone.utc)),
+    "interval in a pytz zone (APScheduler makes it a zoneinfo zone)": IntervalTrigger(
+        hours=1, timezone=pytz.timezone("Europe/Berlin")
+    ),
+}
+
+PLAIN = {
+    "a date in a pytz zone": DateTrigger(
+        pytz.timezone("Europe/Berlin").localize(datetime(2030, 1, 1))
+    ),
+    "a fixed offset": DateTrigger(datetime(2030, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
+    "a zone outside zoneinfo's cache": IntervalTrigger(
+        hours=1, timezone=ZoneInfo.no_cache("Europe/Berlin")
+    ),
+    "a subclass": LoudInterval(hours=1, timezone=BERLIN),
+    "a combining trigger": OrTrigger([IntervalTrigger(hours=1, timezone=BERLIN)]),
+}
+
+
+def stored(state: dict[str, Any]) -> dict[str, Any]:
+    return restored_state(pickle.loads(pickle.dumps(compact_state(state))))
+
+
+def pickled(trigger: BaseTrigger) -> BaseTrigger:
+    """What pickle makes of ``trigger``: what the compact form must restore."""
+    return pickle.loads(pickle.dumps(trigger))  # type: ignore[no-any-return]
+
+
+def parts(trigger: BaseTrigger) -> dict[str, Any]:
+    """What must survive: the trigger's state, and of its datetimes the zone object and fold."""
+    state = trigger.__getstate__()  # type: ignore[attr-defined]
+    moments = {
+        key: (value.tzinfo, value.fold)
+        for key, value in state.items()
+        if isinstance(value, datetime)
+    }
+    return {"state": state, "moments": moments, "text": str(trigger)}
+
+
+@pytest.mark.parametrize("trigger", COMPACT.values(), ids=COMPACT.keys())
+def test_a_built_in_trigger_in_zoneinfo_zones_or_utc_has_a_compact_form(
+    trigger: BaseTrigger,
+) -> None:
+    compact = compact_state({"id": "a", "trigger": trigger})
+    assert type(compact["trigger"]) is tuple
+    assert type(trigger).__name__.encode() not in pickle.dumps(compact)
+
+
+@pytest.mark.parametrize("trigger", COMPACT.values(), ids=COMPACT.keys())
+def test_a_compact_form_restores_the_same_class_with_an_equal_state(
+    trigger: BaseTrigger,
+) -> None:
+    restored = stored({"id": "a", "trigger": trigger})["trigger"]
+    assert type(restored) is type(trigger)
+    assert parts(restored) == parts(pickled(trigger))
+
+
+@pytest.mark.parametrize("trigger", PLAIN.values(), ids=PLAIN.keys())
+def test_any_other_trigger_is_pickled_as_it_is(trigger: BaseTrigger) -> None:
+    state = {"id": "a", "trigger": trigger}
+    assert compact_state(state) is state
+    restored = stored(state)["trigger"]
+    assert type(restored) is type(trigger)
+    assert pickle.dumps(restored) == pickle.dumps(pickled(trigger))
+
+
+def test_compacting_leaves_the_given_state_alone() -> None:
+    trigger = COMPACT["cron"]
+    state = {"id": "a", "trigger": trigger}
+    compact_state(state)
+    assert state == {"id": "a", "trigger": trigger}
+
+
+def test_jobs_of_one_cron_schedule_share_its_fields() -> None:
+    first = stored({"trigger": CronTrigger(hour=3, timezone=BERLIN)})["trigger"]
+    second = stored({"trigger": CronTrigger(hour=3, timezone=BERLIN)})["trigger"]
+    assert first.fields is second.fields
+
+
+def test_an_unknown_compact_form_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown compact trigger form \(99,\)"):
+        restored_state({"trigger": (99, "Europe/Berlin")})
