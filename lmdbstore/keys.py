@@ -53,8 +53,15 @@ def encode_run_time(run_time: datetime | None) -> bytes:
     offset = run_time.utcoffset()
     if offset is None:
         raise ValueError(f"run time {run_time!r} is naive: it needs a time zone")
-    offset_us = (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
-    return _U64.pack(wall_clock_microseconds(run_time) - offset_us)
+    seconds = (
+        run_time.toordinal() * 86_400
+        + run_time.hour * 3600
+        + run_time.minute * 60
+        + run_time.second
+        - offset.days * 86_400
+        - offset.seconds
+    )
+    return _U64.pack(seconds * 1_000_000 + run_time.microsecond - offset.microseconds)
 
 
 _UNIX_EPOCH_US = wall_clock_microseconds(datetime(1970, 1, 1))
@@ -68,16 +75,25 @@ def encode_timestamp(seconds: float) -> bytes:
 def decode_run_time(key: bytes) -> datetime | None:
     """Return the instant an :func:`encode_run_time` key names, as an aware datetime
     (UTC where the calendar allows), or ``None`` for a paused job."""
+    global _last_decoded
     encoded = key[:RUN_TIME_SIZE]
+    last = _last_decoded
+    if encoded == last[0]:
+        return last[1]  # a scheduler asks for the same next run time again and again
     if encoded == PAUSED:
         return None
     delta = timedelta(microseconds=_U64.unpack(encoded)[0] - _DAY_US)
     try:
-        return _UTC_START + delta
+        moment = _UTC_START + delta
     except OverflowError:
         # The first and last hours of the calendar exist in UTC only as other offsets.
         zone = timezone(_LATEST_OFFSET if delta.days < 0 else -_LATEST_OFFSET)
-        return (_CALENDAR_START + (delta + zone.utcoffset(None))).replace(tzinfo=zone)
+        moment = (_CALENDAR_START + (delta + zone.utcoffset(None))).replace(tzinfo=zone)
+    _last_decoded = (encoded, moment)
+    return moment
+
+
+_last_decoded: tuple[bytes, datetime | None] = (PAUSED, None)
 
 
 def encode_job_id(job_id: str) -> bytes:

@@ -40,13 +40,16 @@ class Lease(NamedTuple):
     """Run time key at which the first of them expires (``b""``: none)."""
 
 
+_NO_LEASE = Lease(b"", b"")
+
+
 def leases_in_force(txn: Transaction, meta: object, owner: bytes, now_key: bytes) -> Lease:
     """The leases of owners other than ``owner`` that have not expired at run time key
     ``now_key``."""
     floor = expiry = b""
     with txn.cursor(db=meta) as cursor:
-        if not cursor.set_range(_PREFIX):
-            return Lease(floor, expiry)
+        if not cursor.set_range(_PREFIX) or not cursor.key().startswith(_PREFIX):
+            return _NO_LEASE
         for key, value in cursor:
             if not key.startswith(_PREFIX):
                 break

@@ -273,8 +273,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                 return rows
 
             rows = self._env.read(scan)
+        if not rows:
+            return []
         jobs = self._restore_jobs(rows)
-        if in_wakeup and ((jobs and self.options.group_commit) or (leased and rows)):
+        if in_wakeup and ((jobs and self.options.group_commit) or leased):
             self._open_batch({id_key: record_stamp(data) for id_key, data in rows}, leased)
         return jobs
 
