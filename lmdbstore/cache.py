@@ -40,6 +40,9 @@ class CachedState(NamedTuple):
     next_run_time: Any
     args_mutable: bool
     """Whether the arguments hold lists or dicts, which each job gets copies of."""
+    kwargs_lists: tuple[str, ...] | None
+    """The keyword arguments that are lists of atoms, if all the others are atoms (a
+    job's copy of them is then quick to make); else ``None``."""
     func: Any
     """The callable its textual reference named when it was decoded."""
     module: str
@@ -58,7 +61,26 @@ def cache_entry(
     """The entry for a job whose :func:`shareable` state (without its next run time) is
     ``state``, and whose callable, module and attribute path are ``callable_found``. The
     entry keeps ``state`` itself: nobody else may hold it."""
-    return CachedState(stamp, body, state, next_run_time, _mutable(state["args"]), *callable_found)
+    return CachedState(
+        stamp,
+        body,
+        state,
+        next_run_time,
+        _mutable(state["args"]),
+        _flat_lists(state["kwargs"]),
+        *callable_found,
+    )
+
+
+def _flat_lists(kwargs: dict[str, Any]) -> tuple[str, ...] | None:
+    lists = []
+    for key, value in kwargs.items():
+        kind = type(value)
+        if kind is list and all(type(item) in _ATOMS for item in value):
+            lists.append(key)
+        elif kind not in _ATOMS:
+            return None
+    return tuple(lists)
 
 
 def found_callable(func: Any, ref: str) -> tuple[Any, str, tuple[str, ...]]:
@@ -97,7 +119,13 @@ def build_job(cached: CachedState) -> Job:
     job.trigger = state["trigger"]
     job.executor = state["executor"]
     job.args = fresh(state["args"]) if cached.args_mutable else state["args"]
-    job.kwargs = fresh(state["kwargs"])
+    lists = cached.kwargs_lists
+    if lists is None:
+        job.kwargs = fresh(state["kwargs"])
+    else:
+        job.kwargs = kwargs = state["kwargs"].copy()
+        for key in lists:
+            kwargs[key] = kwargs[key][:]
     job.name = state["name"]
     job.misfire_grace_time = state["misfire_grace_time"]
     job.coalesce = state["coalesce"]

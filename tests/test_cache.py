@@ -139,6 +139,23 @@ def test_jobs_with_lists_and_dicts_in_their_arguments_are_cached_yet_independent
         assert job.kwargs == {"to": ["a"], "opts": {}}
 
 
+def test_keyword_arguments_of_atoms_and_flat_lists_are_copied_for_each_job(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", kwargs={"to": ["a", "b"], "empty": [], "csv": True}))
+    first, second = store.lookup_job("job"), store.lookup_job("job")
+    assert first is not None and second is not None
+
+    first.kwargs["to"].append("c")
+    first.kwargs["empty"].append(1)
+    first.kwargs["csv"] = False
+    first.kwargs["new"] = 1
+
+    for job in (second, store.lookup_job("job"), store.get_all_jobs()[0]):
+        assert job is not None
+        assert job.kwargs == {"to": ["a", "b"], "empty": [], "csv": True}
+
+
 def test_a_job_built_from_the_cache_equals_one_apscheduler_rebuilds_from_its_state(
     store: LMDBJobStore, make_job: Callable[..., Job]
 ) -> None:
