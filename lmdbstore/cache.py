@@ -30,6 +30,9 @@ _TRIGGER_MODULE = "apscheduler.triggers."
 _STATE_VERSION = 1  # the Job state (Job.__getstate__) whose mapping build_job repeats
 
 
+_new_tuple = tuple.__new__
+
+
 class CachedState(NamedTuple):
     """A decoded record: its stamp, its serialized body, the state that body holds (kept
     by the cache alone), the job's next run time and its callable."""
@@ -61,22 +64,26 @@ def cache_entry(
     """The entry for a job whose :func:`shareable` state (without its next run time) is
     ``state``, and whose callable, module and attribute path are ``callable_found``. The
     entry keeps ``state`` itself: nobody else may hold it."""
-    return CachedState(
+    func, module, path = callable_found
+    parts = (
         stamp,
         body,
         state,
         next_run_time,
         _mutable(state["args"]),
         _flat_lists(state["kwargs"]),
-        *callable_found,
+        func,
+        module,
+        path,
     )
+    return _new_tuple(CachedState, parts)  # as CachedState(*parts), without its argument handling
 
 
 def _flat_lists(kwargs: dict[str, Any]) -> tuple[str, ...] | None:
     lists = []
     for key, value in kwargs.items():
         kind = type(value)
-        if kind is list and all(type(item) in _ATOMS for item in value):
+        if kind is list and _ATOMS.issuperset(map(type, value)):
             lists.append(key)
         elif kind not in _ATOMS:
             return None
@@ -158,7 +165,7 @@ def _mutable(value: Any) -> bool:
     kind = type(value)
     if kind is list or kind is dict:
         return True
-    return kind is tuple and any(map(_mutable, value))
+    return kind is tuple and not _ATOMS.issuperset(map(type, value)) and any(map(_mutable, value))
 
 
 def fresh(value: Any) -> Any:

@@ -109,6 +109,9 @@ def new_stamp() -> bytes:
     return _U64.pack(next(_stamps) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
+_new_tuple = tuple.__new__
+
+
 class JobRecord(NamedTuple):
     """A job as stored, its parts still serialized."""
 
@@ -142,13 +145,13 @@ class JobRecord(NamedTuple):
         if len(data) < _HEADER.size:
             raise CorruptRecordError(f"record of {len(data)} bytes is shorter than its header")
         crc, fmt, tag, run_key, stamp, id_length, body_length = _HEADER.unpack_from(data)
-        if zlib.crc32(memoryview(data)[_CRC.size :]) != crc:
+        if zlib.crc32(data[_CRC.size :]) != crc:
             raise CorruptRecordError("record fails its checksum: its bytes were damaged")
         if fmt != RECORD_FORMAT:
             raise CorruptRecordError(f"record format {fmt} is unknown")
         body_start = _HEADER.size + id_length
         body_end = body_start + body_length
-        return cls(
+        parts = (
             tag,
             run_key,
             stamp,
@@ -156,6 +159,7 @@ class JobRecord(NamedTuple):
             data[body_end:],
             data[_HEADER.size : body_start],
         )
+        return _new_tuple(cls, parts)  # as cls(*parts), without its argument handling
 
 
 def record_job_id(id_key: bytes, data: bytes) -> str:
