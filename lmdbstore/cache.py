@@ -119,25 +119,45 @@ def build_job(cached: CachedState) -> Job:
     """A new job equal to the one ``cached`` was decoded from (what ``Job.__setstate__``
     makes of the state), independent of it wherever a job may change it."""
     state = cached.state
+    args = fresh(state["args"]) if cached.args_mutable else state["args"]
+    lists = cached.kwargs_lists
+    if lists is None:
+        kwargs = fresh(state["kwargs"])
+    else:
+        kwargs = state["kwargs"].copy()
+        for key in lists:
+            kwargs[key] = kwargs[key][:]
+    return job_of_state(state, cached.func, cached.next_run_time, args, kwargs)
+
+
+def has_job_shape(state: dict[str, Any]) -> bool:
+    """Whether ``state`` is what ``Job.__getstate__`` (less the next run time) makes, of
+    a job whose callable has a textual reference: what :func:`job_of_state` takes."""
+    return (
+        state.keys() == _STATE_KEYS
+        and state["version"] == _STATE_VERSION
+        and type(state["func"]) is str
+    )
+
+
+def job_of_state(
+    state: dict[str, Any], func: Any, next_run_time: Any, args: Any, kwargs: Any
+) -> Job:
+    """The job ``Job.__setstate__`` makes of ``state`` (of :func:`has_job_shape`), its
+    callable ``func``, with these next run time, arguments and keyword arguments."""
     job = Job.__new__(Job)
     job.id = state["id"]
     job.func_ref = state["func"]
-    job.func = cached.func
+    job.func = func
     job.trigger = state["trigger"]
     job.executor = state["executor"]
-    job.args = fresh(state["args"]) if cached.args_mutable else state["args"]
-    lists = cached.kwargs_lists
-    if lists is None:
-        job.kwargs = fresh(state["kwargs"])
-    else:
-        job.kwargs = kwargs = state["kwargs"].copy()
-        for key in lists:
-            kwargs[key] = kwargs[key][:]
+    job.args = args
+    job.kwargs = kwargs
     job.name = state["name"]
     job.misfire_grace_time = state["misfire_grace_time"]
     job.coalesce = state["coalesce"]
     job.max_instances = state["max_instances"]
-    job.next_run_time = cached.next_run_time
+    job.next_run_time = next_run_time
     return job
 
 
@@ -201,9 +221,7 @@ def shareable(state: dict[str, Any]) -> bool:
     """Whether jobs built from ``state`` (without its next run time) may share its parts,
     given their own copies of its lists and dicts."""
     return (
-        state.keys() == _STATE_KEYS
-        and state["version"] == _STATE_VERSION
-        and type(state["func"]) is str
+        has_job_shape(state)
         and type(state["id"]) is str
         and type(state["executor"]) is str
         and type(state["name"]) is str

@@ -16,6 +16,8 @@ from .cache import (
     build_job,
     cache_entry,
     found_callable,
+    has_job_shape,
+    job_of_state,
     private_state,
     same_body,
     shareable,
@@ -167,4 +169,7 @@ class JobCodec:
             entry = cache_entry(record.stamp, record.body, state, next_run_time, found)
             self.cache.put(id_key, entry)
             return build_job(entry)
+        if has_job_shape(state):  # the job may have this state's parts: nobody else does
+            func = self._references.resolve(state["func"])[0]
+            return job_of_state(state, func, next_run_time, state["args"], state["kwargs"])
         return serializer.build_job({**state, "next_run_time": next_run_time})
