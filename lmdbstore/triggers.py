@@ -63,8 +63,13 @@ def restored_state(state: dict[str, Any]) -> dict[str, Any]:
 def _zone(zone: Any) -> _Zone:
     if zone is timezone.utc:
         return None
-    if type(zone) is ZoneInfo and zone.key is not None and ZoneInfo(zone.key) is zone:
-        return zone.key
+    if type(zone) is ZoneInfo and zone.key is not None:
+        try:
+            named = ZoneInfo(zone.key)
+        except (KeyError, ValueError, OSError):  # a zone read from a file, its key no name
+            raise _Unencodable from None
+        if named is zone:
+            return zone.key
     raise _Unencodable
 
 

@@ -3,7 +3,9 @@ it gives what pickle gives: a trigger of the same class with an equal state."""
 
 from __future__ import annotations
 
+import io
 import pickle
+import struct
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -115,6 +117,16 @@ def test_any_other_trigger_is_pickled_as_it_is(trigger: BaseTrigger) -> None:
     restored = stored(state)["trigger"]
     assert type(restored) is type(trigger)
     assert pickle.dumps(restored) == pickle.dumps(pickled(trigger))
+
+
+def test_a_zone_read_from_a_file_has_no_compact_form() -> None:
+    """Its key names no zone (pickle refuses it too: the store's error names the job)."""
+    utc_file = (
+        b"TZif" + bytes(16) + struct.pack(">6l", 0, 0, 0, 0, 1, 4) + struct.pack(">lBB", 0, 0, 0)
+    )
+    zone = ZoneInfo.from_file(io.BytesIO(utc_file + b"UTC\0"), key="Mars/Olympus")
+    state = {"id": "a", "trigger": IntervalTrigger(hours=1, timezone=zone)}
+    assert compact_state(state) is state
 
 
 def test_compacting_leaves_the_given_state_alone() -> None:
