@@ -23,7 +23,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar
 
 import lmdb
 
@@ -104,6 +104,16 @@ class _Gate:
             self.reopen()
 
 
+class MapFigures(NamedTuple):
+    """What an environment's map holds."""
+
+    map_size: int
+    used: int
+    """Bytes of the pages in use."""
+    last_commit: int
+    """The id of the last committed transaction."""
+
+
 class StoreEnvironment:
     """One open LMDB environment holding a store's sub-databases.
 
@@ -156,6 +166,22 @@ class StoreEnvironment:
         finally:
             gate.leave()
         return self._run(operation, write=False)
+
+    def figures(self) -> MapFigures:
+        """The map's size and use, and the id of the last commit."""
+        env = self._env or self.env
+        gate = self._gate
+        # In the gate, as every LMDB call: a fork waits for calls in flight, for a child
+        # inheriting one could never close the environment (py-lmdb waits for it).
+        gate.enter()
+        try:
+            info = env.info()
+            page_size = env.stat()["psize"]
+        finally:
+            gate.leave()
+        return MapFigures(
+            info["map_size"], (info["last_pgno"] + 1) * page_size, info["last_txnid"]
+        )
 
     def write(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in one write transaction, commit it durably (as the

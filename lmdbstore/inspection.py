@@ -272,8 +272,7 @@ def read_stats(store: LMDBJobStore) -> StoreStats:
         )
 
     jobs, paused, quarantined, first = env.read(count)
-    info = env.env.info()
-    page_size = env.env.stat()["psize"]
+    figures = env.figures()
     return StoreStats(
         path=env.path,
         format_version=env.format_version,
@@ -282,7 +281,7 @@ def read_stats(store: LMDBJobStore) -> StoreStats:
         paused=paused,
         quarantined=quarantined,
         next_run_time=None if first is None else decode_run_time(first),
-        map_size=info["map_size"],
-        map_used=(info["last_pgno"] + 1) * page_size,
+        map_size=figures.map_size,
+        map_used=figures.used,
         file_size=os.path.getsize(os.path.join(env.path, "data.mdb")),
     )

@@ -168,7 +168,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
             self._watcher = ChangeWatcher(
                 os.path.join(env.path, "data.mdb"),
-                lambda: int(env.env.info()["last_txnid"]),
+                lambda: env.figures().last_commit,
                 self._is_own_commit,
                 wakeup,
             )

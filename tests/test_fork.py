@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from stress.worker import MAP_SIZE, Report, run_threads
 from stress.workload import Model, contents, make_job, make_scheduler, populate
 
 from lmdbstore import LMDBJobStore
+from lmdbstore.inspection import read_stats
 
 FORKS = ["os.fork", "multiprocessing fork"]
 
@@ -83,6 +84,40 @@ def test_an_open_read_of_the_parent_survives_a_child_that_writes(
     if findings["child_exit_code"] == 0:
         assert findings["later_reads_see_the_child"]
     assert findings["check_ok"]
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        pytest.param(lambda store: store.environment.figures(), id="environment figures"),
+        pytest.param(read_stats, id="stats"),
+    ],
+)
+def test_fork_while_another_thread_asks_for_the_store_figures(
+    store: LMDBJobStore, ask: Callable[[LMDBJobStore], object]
+) -> None:
+    """The change watcher asks LMDB for the last commit's id after each commit by
+    another process, and ``stats`` asks for the map's figures; a child forked while
+    another thread does can still close the inherited environment, and write."""
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            ask(store)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    exit_codes: list[int] = []
+    try:
+        while len(exit_codes) < 10 and exit_codes.count(0) == len(exit_codes):
+            exit_codes.append(
+                run_child("os.fork", write_jobs, store, f"c{len(exit_codes)}-", 1, {})
+            )
+    finally:
+        stop.set()
+        asker.join()
+    assert exit_codes == [0] * 10
+    assert {f"c{index}-0" for index in range(10)} <= contents(store).keys()
 
 
 def test_fork_while_other_threads_read_and_write(

@@ -11,6 +11,7 @@ process) and prints its findings as JSON.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -61,6 +62,7 @@ def run_child(method: str, function: Callable[..., None], *args: Any) -> int:
         if pid == 0:  # never return into the parent's code
             code = 1
             try:
+                _report_if_hung()
                 function(*args)
                 code = 0
             except BaseException:
@@ -80,7 +82,7 @@ def run_child(method: str, function: Callable[..., None], *args: Any) -> int:
         if method.endswith("spawn")
         else multiprocessing.get_context("fork")
     )
-    process = context.Process(target=function, args=args)
+    process = context.Process(target=_run_reporting_if_hung, args=(function, *args))
     process.start()
     process.join(timeout=CHILD_TIMEOUT)
     if process.exitcode is None:
@@ -88,6 +90,17 @@ def run_child(method: str, function: Callable[..., None], *args: Any) -> int:
         process.join()
     assert process.exitcode is not None
     return process.exitcode
+
+
+def _report_if_hung() -> None:
+    """Have this child print the stack of each of its threads to its standard error
+    if it is still running shortly before :func:`run_child` kills it."""
+    faulthandler.dump_traceback_later(CHILD_TIMEOUT - 5.0, exit=False)
+
+
+def _run_reporting_if_hung(function: Callable[..., None], *args: Any) -> None:
+    _report_if_hung()
+    function(*args)
 
 
 def snapshot_across_fork(path: str, method: str, commits: int = 300) -> dict[str, Any]:
