@@ -648,6 +648,24 @@ def test_a_1_mib_map_grows_to_take_a_50_mb_job(
     assert small_store.check().ok
 
 
+def test_the_data_file_keeps_written_room_so_that_most_commits_do_not_lengthen_it(
+    lmdb_store: LMDBJobStore, make_job: MakeJob
+) -> None:
+    """A durable commit that makes data.mdb longer costs the file system a journal commit
+    more: the store keeps zeros written past the pages in use, and grows that room in
+    steps, not at each commit."""
+    data = Path(lmdb_store.path) / "data.mdb"
+    lengths = []
+    for number in range(300):
+        lmdb_store.add_job(make_job(f"job-{number:03}", NOON, args=(bytes(2000),)))
+        lengths.append(data.stat().st_size)
+
+    assert lmdb_store.environment.figures().used < lengths[-1]
+    assert len(set(lengths)) <= 300 // 20
+    assert ids(lmdb_store.get_all_jobs()) == [f"job-{number:03}" for number in range(300)]
+    assert lmdb_store.check().ok
+
+
 # -- add_jobs --------------------------------------------------------------------------------
 
 
