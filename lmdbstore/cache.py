@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from types import MethodType
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
@@ -208,12 +209,21 @@ def same(a: Any, b: Any) -> bool:
     if kind is float:
         return bool(a.hex() == b.hex())
     if kind is tuple or kind is list:
-        return len(a) == len(b) and all(map(same, a, b))
+        if len(a) != len(b):
+            return False
+        for item, other in zip(a, b, strict=True):
+            if item is not other and not same(item, other):
+                return False
+        return True
     if kind is dict:
-        return len(a) == len(b) and all(
-            same(key, other_key) and same(item, other_item)
-            for (key, item), (other_key, other_item) in zip(a.items(), b.items(), strict=True)
-        )
+        if len(a) != len(b):
+            return False
+        for (key, item), (other_key, other) in zip(a.items(), b.items(), strict=True):
+            if (key is not other_key and not same(key, other_key)) or (
+                item is not other and not same(item, other)
+            ):
+                return False
+        return True
     return kind in _ATOMS and bool(a == b)
 
 
@@ -241,11 +251,37 @@ def same_body(state: dict[str, Any], cached: dict[str, Any]) -> bool:
     decoded from, so that body can be written again as it is."""
     if state.keys() != cached.keys() or state["trigger"] is not cached["trigger"]:
         return False
-    return all(
-        value is cached[key] or same(value, cached[key])
-        for key, value in state.items()
-        if key != "trigger"
-    )
+    for key, value in state.items():
+        kept = cached[key]
+        if value is not kept and not same(value, kept):
+            return False
+    return True
+
+
+def unchanged(job: Job, cached: CachedState) -> bool:
+    """Whether ``job`` would say, less its next run time, what :func:`same_body` says of
+    its state (``Job.__getstate__``) and ``cached``'s, found without making that state."""
+    func = job.func
+    if func is not cached.func or type(func) is MethodType:
+        return False  # Job.__getstate__ puts the instance of a bound method in the args
+    state = cached.state
+    if job.trigger is not state["trigger"]:
+        return False
+    for value, key in (
+        (job.id, "id"),
+        (job.func_ref, "func"),
+        (job.executor, "executor"),
+        (job.args, "args"),
+        (job.kwargs, "kwargs"),
+        (job.name, "name"),
+        (job.misfire_grace_time, "misfire_grace_time"),
+        (job.coalesce, "coalesce"),
+        (job.max_instances, "max_instances"),
+    ):
+        kept = state[key]
+        if value is not kept and not same(value, kept):
+            return False
+    return True
 
 
 class CallableReferences:

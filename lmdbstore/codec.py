@@ -21,6 +21,7 @@ from .cache import (
     private_state,
     same_body,
     shareable,
+    unchanged,
 )
 from .errors import JobSerializationError, SerializerMismatchError
 from .keys import MAX_JOB_ID_KEY_SIZE, encode_job_id, encode_run_time
@@ -76,11 +77,12 @@ class JobCodec:
             )
         serializer = self.serializer
         try:
-            state = serializer.job_state(job)
-            del state["next_run_time"]
             cached = self.cache.latest(id_key)
-            if cached is not None and not same_body(state, cached.state):
-                cached = None
+            if cached is None or not unchanged(job, cached):
+                state = serializer.job_state(job)
+                del state["next_run_time"]
+                if cached is not None and not same_body(state, cached.state):
+                    cached = None
             body = serializer.dumps(state) if cached is None else cached.body
             next_run_time_bytes = encode_next_run_time(next_run_time)
         except Exception as exc:

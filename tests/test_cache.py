@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from apscheduler.job import Job
+from jobfuncs import vanishing_job
 
 from lmdbstore import LMDBJobStore
 
@@ -119,6 +120,52 @@ def test_a_changed_argument_of_equal_value_but_other_type_is_stored(
     assert stored is not None
     assert type(stored.args[0]) is float
     assert str(stored.kwargs["zero"]) == "-0.0"
+
+
+def _change_args_in_place(job: Job) -> None:
+    job.args[0].append(3)
+
+
+def _change_kwargs_in_place(job: Job) -> None:
+    job.kwargs["to"].append("b")
+
+
+def _add_a_keyword_argument(job: Job) -> None:
+    job.kwargs["new"] = None
+
+
+CHANGES: dict[str, Callable[[Job], None]] = {
+    "name": lambda job: job._modify(name="renamed"),
+    "executor": lambda job: job._modify(executor="other"),
+    "misfire grace time": lambda job: job._modify(misfire_grace_time=None),
+    "coalesce": lambda job: job._modify(coalesce=True),
+    "max instances": lambda job: job._modify(max_instances=2),
+    "callable": lambda job: job._modify(func=vanishing_job),
+    "arguments replaced": lambda job: job._modify(args=([1, 2], 3)),
+    "an argument changed in place": _change_args_in_place,
+    "a keyword argument changed in place": _change_kwargs_in_place,
+    "a keyword argument added": _add_a_keyword_argument,
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_every_change_to_a_returned_job_is_stored_by_update_job(
+    store: LMDBJobStore, make_job: Callable[..., Job], change: Callable[[Job], None]
+) -> None:
+    """update_job writes the serialized body it read again when the job is unchanged but
+    for its next run time: any other change must be seen as one."""
+    store.add_job(make_job("job", args=([1, 2],), kwargs={"to": ["a"]}))
+    job = store.lookup_job("job")
+    assert job is not None
+    change(job)
+    job._modify(next_run_time=job.next_run_time + timedelta(days=1))
+    store.update_job(job)
+
+    stored = LMDBJobStore(store.path, cache_size=0).lookup_job("job")
+    assert stored is not None
+    stored_state, state = stored.__getstate__(), job.__getstate__()
+    assert str(stored_state.pop("trigger")) == str(state.pop("trigger"))
+    assert stored_state == state
 
 
 def test_jobs_with_lists_and_dicts_in_their_arguments_are_cached_yet_independent(
