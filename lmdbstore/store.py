@@ -16,6 +16,7 @@ from apscheduler.jobstores.base import BaseJobStore, JobLookupError
 from apscheduler.schedulers.base import STATE_STOPPED
 
 from . import quarantine, table
+from .cache import build_job
 from .codec import EncodedJob, JobCodec
 from .environment import (
     DEFAULT_MAP_SIZE,
@@ -251,6 +252,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         data = env.read(lambda txn: txn.get(key, db=env.jobs))
         if data is None:
             return None
+        cached = self._codec.cache.get(id_key, record_stamp(data))
+        if cached is not None:
+            job = build_job(cached)
+            job._scheduler = self._scheduler
+            job._jobstore_alias = self._alias
+            return job
         jobs = self._restore_jobs(((id_key, data),))
         return jobs[0] if jobs else None
 
