@@ -51,6 +51,7 @@ _NEARLY_FULL = 1024 * 1024
 MAX_DBS = 8
 _DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine")
 _MIN_ROOM = 256 * 1024
+_MAX_ROOM = 4 * 1024 * 1024  # a commit that makes room waits for its zeros to be flushed
 _ZEROS = memoryview(bytes(_MIN_ROOM))
 _FORMAT_KEY = b"format"
 _SERIALIZER_KEY = b"serializer"
@@ -226,7 +227,7 @@ class StoreEnvironment:
         file system more (a third of an add's time on ext4). Called in a write
         transaction, so no other commit writes past the pages in use meanwhile."""
         used = (env.info()["last_pgno"] + 1) * self._page_size
-        room = max(_MIN_ROOM, used // 32)
+        room = min(max(_MIN_ROOM, used // 32), _MAX_ROOM)
         if used + room // 2 <= self._file_end:
             return
         data = os.path.join(self.path, "data.mdb")
