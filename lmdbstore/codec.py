@@ -24,7 +24,7 @@ from .cache import (
     unchanged,
 )
 from .errors import JobSerializationError, SerializerMismatchError
-from .keys import MAX_JOB_ID_KEY_SIZE, encode_job_id, encode_run_time
+from .keys import MAX_JOB_ID_KEY_SIZE, RUN_TIME_SIZE, encode_job_id, encode_run_time
 from .records import (
     JobRecord,
     decode_next_run_time,
@@ -42,6 +42,11 @@ class EncodedJob(NamedTuple):
     id_key: bytes
     record: bytes
     cache_entry: CachedState | None
+    base: CachedState | None
+    """The cache entry of the record this one differs from in its run time alone, if any:
+    while that record is stored, the job may be moved instead (see table.py)."""
+    move: bytes
+    """The job's run time, as a move (:func:`~.records.encode_move`)."""
 
 
 class JobCodec:
@@ -89,9 +94,10 @@ class JobCodec:
             raise JobSerializationError(job.id, exc) from exc
         full_id = job.id.encode("utf-8", "surrogatepass")
         stamp = new_stamp()
+        run_key = encode_run_time(next_run_time)
         record = JobRecord(
             serializer.tag,
-            encode_run_time(next_run_time),
+            run_key,
             stamp,
             body,
             next_run_time_bytes,
@@ -114,7 +120,8 @@ class JobCodec:
                 next_run_time,
                 found_callable(job.func, job.func_ref),
             )
-        return EncodedJob(job.id, id_key, record.encode(), entry)
+        move = run_key + next_run_time_bytes
+        return EncodedJob(job.id, id_key, record.encode(), entry, cached, move)
 
     def remember(self, written: Iterable[EncodedJob]) -> None:
         """Keep in the cache the state of jobs this process just wrote."""
@@ -124,20 +131,29 @@ class JobCodec:
             else:
                 self.cache.put(job.id_key, job.cache_entry)
 
-    def restore(self, id_key: bytes, data: bytes) -> Job:
-        """Rebuild the job of record ``data``: from the cache if it holds that record,
-        else by decoding it (and keeping it in the cache).
+    def remember_moved(self, moved: Iterable[EncodedJob]) -> None:
+        """Keep in the cache the state of jobs this process just moved: their records'."""
+        for job in moved:
+            if job.base is not None:
+                self.cache.put(job.id_key, job.base)
+
+    def restore(self, id_key: bytes, data: bytes, move: bytes) -> Job:
+        """Rebuild the job of record ``data`` moved by ``move`` (if not empty): from the
+        cache if it holds that record, else by decoding it (and keeping it in the cache).
 
         :raises Exception: whatever decoding raises: a damaged record, a callable or a
             class that cannot be imported, a record of another serializer
         """
         cached = self.cache.get(id_key, record_stamp(data))
-        return build_job(cached) if cached is not None else self._decode(id_key, data, True)
+        job = build_job(cached) if cached is not None else self._decode(id_key, data, True)
+        if move:
+            job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
+        return job
 
     def restore_all(
-        self, rows: Sequence[tuple[bytes, bytes]], scheduler: Any, alias: str | None
-    ) -> tuple[list[Job], list[tuple[bytes, bytes, Exception]]]:
-        """Rebuild the jobs of ``rows`` (encoded id, record) as :meth:`restore` does, each
+        self, rows: Sequence[tuple[bytes, bytes, bytes]], scheduler: Any, alias: str | None
+    ) -> tuple[list[Job], list[tuple[bytes, bytes, bytes, Exception]]]:
+        """Rebuild the jobs of ``rows`` (encoded id, record, move) as :meth:`restore` does, each
         owned by ``scheduler`` under ``alias``; return them and those that failed, with
         why. Rows more than the cache holds are not kept: they would only push out of it
         the jobs a scheduler reads again and again."""
@@ -145,13 +161,15 @@ class JobCodec:
         failed = []
         cached_for = self.cache.get
         keep = len(rows) <= self.cache.capacity
-        for id_key, data in rows:
+        for id_key, data, move in rows:
             try:
                 cached = cached_for(id_key, record_stamp(data))
                 job = build_job(cached) if cached else self._decode(id_key, data, keep)
+                if move:
+                    job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
             except Exception as exc:
                 self.cache.discard(id_key)
-                failed.append((id_key, data, exc))
+                failed.append((id_key, data, move, exc))
                 continue
             job._scheduler = scheduler
             job._jobstore_alias = alias

@@ -42,14 +42,17 @@ T = TypeVar("T")
 Transaction: TypeAlias = Any
 Durability = Literal["full", "relaxed"]
 
-FORMAT_VERSION = 2
-"""The store format this version of lmdbstore writes and reads. Format 1 was that of
+FORMAT_VERSION = 3
+"""The store format this version of lmdbstore writes and reads. Format 3 added the move
+entries of rescheduled jobs (see table.py); a format 2 store is a format 3 store without
+any, and is marked format 3 when first opened for writing. Format 1 was that of
 development versions before 0.1.0 (next run times and triggers in slower encodings)."""
+_OLDEST_READ_FORMAT = 2
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _NEARLY_FULL = 1024 * 1024
 MAX_DBS = 8
-_DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine")
+_DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine", b"moves")  # moves last
 _MIN_ROOM = 256 * 1024
 _MAX_ROOM = 4 * 1024 * 1024  # a commit that makes room waits for its zeros to be flushed
 _ZEROS = memoryview(bytes(_MIN_ROOM))
@@ -144,6 +147,8 @@ class StoreEnvironment:
         self.index: lmdb._Database
         self.meta: lmdb._Database
         self.quarantine: lmdb._Database
+        self.moves: lmdb._Database | None
+        """The move entries (see table.py); ``None`` in a format 2 store opened read-only."""
 
     def __repr__(self) -> str:
         return f"<StoreEnvironment {self.path!r}>"
@@ -353,10 +358,13 @@ class StoreEnvironment:
             raise StorePathError(self.path, "holds no lmdbstore store yet")
         if self.readonly:
             # Handles opened inside a read-only transaction die with it: open them alone.
-            dbs = [env.open_db(name, create=False) for name in _DB_NAMES]
+            # A format 2 store has no move entries, nor their database.
+            dbs = [env.open_db(name, create=False) for name in _DB_NAMES[:-1]]
+            moves = env.open_db(b"moves", create=False) if b"moves" in names else None
         with env.begin(write=not self.readonly) as txn:
             if not self.readonly:
-                dbs = [env.open_db(name, txn=txn) for name in _DB_NAMES]
+                dbs = [env.open_db(name, txn=txn) for name in _DB_NAMES[:-1]]
+                moves = env.open_db(b"moves", txn=txn)
             meta = dbs[2]
             found = txn.get(_FORMAT_KEY, db=meta)
             if found is None:
@@ -369,7 +377,10 @@ class StoreEnvironment:
             self.format_version = int(found)
             if self.format_version > FORMAT_VERSION:
                 raise NewerFormatError(self.path, self.format_version, FORMAT_VERSION)
-            if self.format_version < FORMAT_VERSION:
+            if self.format_version == _OLDEST_READ_FORMAT and not self.readonly:
+                txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
+                self.format_version = FORMAT_VERSION
+            if self.format_version < _OLDEST_READ_FORMAT:
                 raise StorePathError(
                     self.path,
                     f"has format version {self.format_version}, that of a development "
@@ -378,6 +389,7 @@ class StoreEnvironment:
             serializer = txn.get(_SERIALIZER_KEY, db=meta)
             self.serializer_name = serializer.decode() if serializer else ""
         self.jobs, self.index, self.meta, self.quarantine = dbs
+        self.moves = moves
 
     def claim_serializer(self, name: str) -> None:
         """Record ``name`` as the store's serializer, or check that it is the one recorded.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
+from . import table
 from .environment import StoreEnvironment, Transaction, open_environment
 from .keys import (
     PAUSED,
@@ -27,9 +28,11 @@ from .keys import (
     job_key,
 )
 from .records import (
+    CorruptRecordError,
     JobRecord,
     QuarantineEntry,
     decode_next_run_time,
+    moved_record,
     record_job_id,
     record_run_key,
 )
@@ -147,16 +150,21 @@ def read_records(env: StoreEnvironment) -> list[tuple[str, bytes]]:
     then id; paused jobs last), from one snapshot."""
 
     def scan(txn: Transaction) -> list[tuple[str, bytes]]:
-        rows = []
-        with txn.cursor(db=env.index) as cursor:
-            for key in cursor.iternext(values=False):
-                id_key = key[RUN_TIME_SIZE:]
-                data = txn.get(job_key(id_key), db=env.jobs)
-                if data is not None:
-                    rows.append((record_job_id(id_key, data), data))
-        return rows
+        return [
+            (record_job_id(id_key, data), _as_moved(data, move))
+            for id_key, data, move in table.scan(txn, env, b"", None)
+            if data is not None
+        ]
 
     return env.read(scan)
+
+
+def _as_moved(data: bytes, move: bytes) -> bytes:
+    """The record of a job moved by ``move``, as if written with its current run time."""
+    try:
+        return moved_record(data, move)
+    except CorruptRecordError:
+        return data  # shown as damaged
 
 
 def read_jobs(store: LMDBJobStore, *, tolerant: bool = True) -> list[StoredJob]:
@@ -184,14 +192,14 @@ def read_job(store: LMDBJobStore, job_id: str, *, tolerant: bool = True) -> Stor
     """Return the job of that id, looked for among the jobs, then in the quarantine; or
     ``None``."""
     env = store.environment
-    key = job_key(encode_job_id(job_id))
+    id_key = encode_job_id(job_id)
 
-    def lookup(txn: Transaction) -> tuple[bytes | None, bytes | None]:
-        return txn.get(key, db=env.jobs), txn.get(key, db=env.quarantine)
+    def lookup(txn: Transaction) -> tuple[tuple[bytes, bytes] | None, bytes | None]:
+        return table.current(txn, env, id_key), txn.get(job_key(id_key), db=env.quarantine)
 
-    data, quarantined = env.read(lookup)
-    if data is not None:
-        return stored_job(job_id, data, store.serializer, tolerant=tolerant)
+    found, quarantined = env.read(lookup)
+    if found is not None:
+        return stored_job(job_id, _as_moved(*found), store.serializer, tolerant=tolerant)
     if quarantined is not None:
         entry = QuarantineEntry.decode(quarantined)
         return stored_job(

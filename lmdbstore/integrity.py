@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from . import table
 from .environment import StoreEnvironment, Transaction
 from .keys import (
     PAUSED,
@@ -21,6 +22,8 @@ from .records import (
     JobRecord,
     QuarantineEntry,
     decode_next_run_time,
+    moved_record,
+    new_stamp,
     record_job_id,
     record_run_key,
 )
@@ -60,12 +63,13 @@ class IntegrityReport:
 def check_store(
     env: StoreEnvironment, serializer: Serializer, repair: bool = False
 ) -> IntegrityReport:
-    """Check that every index entry names a job whose stored run time it carries, that
-    every job has exactly one index entry, and that every record decodes (its callable is
-    not imported).
+    """Check that every index entry names a job whose run time it carries (its move's, if
+    it was moved), that every job has exactly one index entry, that every move entry
+    moves a job's record, and that every record decodes (its callable is not imported).
 
-    With ``repair``, records whose bytes are damaged move to the quarantine and the index
-    is rebuilt from the remaining records, in one transaction. A record that is whole but
+    With ``repair``, records whose bytes are damaged move to the quarantine, the whole
+    moves are written into the records they moved, and the index is rebuilt from the
+    records, in one transaction. A record that is whole but
     does not unpickle here (its classes live in modules this process cannot import) is
     reported and left in place: a scheduler that cannot restore it quarantines it itself.
     """
@@ -93,14 +97,21 @@ def _inspect(
             report.index_entries += 1
             id_key = key[RUN_TIME_SIZE:]
             indexed[id_key] += 1
-            data = txn.get(job_key(id_key), db=env.jobs)
-            if data is None:
+            found = table.current(txn, env, id_key)
+            if found is None:
                 problems.append(f"index entry {key!r} names no job")
-            elif record_run_key(data) != key[:RUN_TIME_SIZE]:
+            elif table.run_key_of(*found) != key[:RUN_TIME_SIZE]:
                 problems.append(f"index entry {key!r} disagrees with its job's run time")
             else:
                 continue
             index_wrong = True
+    if env.moves is not None:
+        with txn.cursor(db=env.moves) as cursor:
+            for key, move in cursor:
+                problem = _move_problem(txn, env, key, move)
+                if problem:
+                    problems.append(f"move entry {key!r} {problem}")
+                    index_wrong = True
     broken = {}
     with txn.cursor(db=env.jobs) as cursor:
         for key, data in cursor:
@@ -114,13 +125,35 @@ def _inspect(
             error = _decode_error(data, serializer)
             if error:
                 problems.append(f"job {key!r} does not decode here: {error}")
-            run_key = record_run_key(data)
+            found = table.current(txn, env, id_key)
+            assert found is not None
+            run_key = table.run_key_of(*found)
             report.paused += run_key == PAUSED
             if indexed[id_key] != 1 or txn.get(index_key(run_key, id_key), db=env.index) is None:
                 problems.append(f"job {key!r} has {indexed[id_key]} index entries, not one")
                 index_wrong = True
     report.quarantined = txn.stat(env.quarantine)["entries"]
     return broken, index_wrong or bool(broken)
+
+
+def _move_problem(txn: Transaction, env: StoreEnvironment, key: bytes, move: bytes) -> str:
+    """What is wrong with the move entry ``key``, if anything."""
+    data = txn.get(job_key(key[RUN_TIME_SIZE:]), db=env.jobs)
+    if data is None or record_run_key(data) != key[:RUN_TIME_SIZE]:
+        return "names no job's record"
+    if not _move_is_whole(move):
+        return f"is damaged: {move!r}"
+    if move[:RUN_TIME_SIZE] == key[:RUN_TIME_SIZE]:
+        return "moves its job nowhere"
+    return ""
+
+
+def _move_is_whole(move: bytes) -> bool:
+    """Whether a move's exact run time decodes, and its run time key is that run time's."""
+    try:
+        return encode_run_time(decode_next_run_time(move[RUN_TIME_SIZE:])) == move[:RUN_TIME_SIZE]
+    except Exception:
+        return False
 
 
 def _damage(data: bytes) -> str:
@@ -157,8 +190,28 @@ def _rebuild(txn: Transaction, env: StoreEnvironment, broken: dict[bytes, str]) 
             id_key = id_key_of_job_key(key)
             entry = QuarantineEntry(record_job_id(id_key, data), error, now, data)
             txn.put(key, entry.encode(), db=env.quarantine)
+    _fold_moves(txn, env)
     txn.drop(env.index, delete=False)
     with txn.cursor(db=env.jobs) as cursor:
         for key, data in cursor:
             id_key = id_key_of_job_key(key)
             txn.put(index_key(record_run_key(data), id_key), b"", db=env.index)
+
+
+def _fold_moves(txn: Transaction, env: StoreEnvironment) -> None:
+    """Write each whole move into the record it moved, then delete every move entry."""
+    if env.moves is None:
+        return
+    with txn.cursor(db=env.moves) as cursor:
+        moves = list(cursor)
+    for key, move in moves:
+        job = job_key(key[RUN_TIME_SIZE:])
+        data = txn.get(job, db=env.jobs)
+        if (
+            data is not None
+            and record_run_key(data) == key[:RUN_TIME_SIZE]
+            and _move_is_whole(move)
+        ):
+            record = JobRecord.decode(moved_record(data, move))._replace(stamp=new_stamp())
+            txn.put(job, record.encode(), db=env.jobs)
+    txn.drop(env.moves, delete=False)

@@ -9,10 +9,10 @@ from . import table
 from .environment import StoreEnvironment, Transaction
 from .errors import QuarantineLookupError
 from .keys import job_key
-from .records import QuarantineEntry, record_job_id, record_stamp
+from .records import CorruptRecordError, QuarantineEntry, moved_record, record_job_id
 
-Failure = tuple[bytes, bytes, Exception]
-"""A job that could not be restored: its encoded id, its record, and why."""
+Failure = tuple[bytes, bytes, bytes, Exception]
+"""A job that could not be restored: its encoded id, its record, its move, and why."""
 
 
 def move_in(
@@ -21,15 +21,17 @@ def move_in(
     """Move the records of ``failed`` out of the job table into the quarantine, unless
     they changed since they were read; return the ids moved, with why."""
     moved = []
-    for id_key, data, exc in failed:
-        key = job_key(id_key)
-        current = txn.get(key, db=env.jobs)
-        if current is None or record_stamp(current) != record_stamp(data):
+    for id_key, data, move, exc in failed:
+        if table.current(txn, env, id_key) != (data, move):
             continue  # changed since it was read: that write decides
         job_id = record_job_id(id_key, data)
-        entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, data)
-        txn.put(key, entry.encode(), db=env.quarantine)
-        table.delete(txn, env, id_key, data)
+        try:
+            kept = moved_record(data, move)  # its run time with it
+        except CorruptRecordError:
+            kept = data
+        entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, kept)
+        txn.put(job_key(id_key), entry.encode(), db=env.quarantine)
+        table.delete(txn, env, id_key, data, move)
         moved.append((job_id, exc))
     return moved
 

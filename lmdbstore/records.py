@@ -13,8 +13,9 @@ A job record is a fixed header followed by the serialized job::
     30      ...   full id (UTF-8), body (the job's state without its next run time),
                   then the next run time (encode_next_run_time)
 
-The next run time is apart from the rest so that a write that changes only it (what
-every scheduler wakeup does) can reuse the serialized body.
+The next run time is apart from the rest so that a write that changes only it can reuse
+the serialized body. A scheduler wakeup does not even rewrite the record: it moves the job
+(see table.py), and the move carries the job's run time (:func:`encode_move`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import NamedTuple
 
-from .keys import decode_run_time, encode_run_time
+from .keys import RUN_TIME_SIZE, decode_run_time, encode_run_time
 
 RECORD_FORMAT = 2
 _HEADER = struct.Struct(">IBB8s8sII")
@@ -160,6 +161,27 @@ class JobRecord(NamedTuple):
             data[_HEADER.size : body_start],
         )
         return _new_tuple(cls, parts)  # as cls(*parts), without its argument handling
+
+
+def encode_move(run_time: datetime | None) -> bytes:
+    """Encode where a wakeup moved a job: its run time key, then its exact next run time
+    (:func:`encode_next_run_time`)."""
+    return encode_run_time(run_time) + encode_next_run_time(run_time)
+
+
+def moved_record(data: bytes, move: bytes) -> bytes:
+    """Record ``data`` as it reads after ``move`` (:func:`encode_move`): its run time that
+    of the move, all else the same, its stamp included (so never for the decoded-state
+    cache, which takes equal stamps for equal records). For reading and copying jobs.
+
+    :raises CorruptRecordError: if ``data`` is not a record
+    """
+    if not move:
+        return data
+    record = JobRecord.decode(data)._replace(
+        run_key=move[:RUN_TIME_SIZE], next_run_time=move[RUN_TIME_SIZE:]
+    )
+    return record.encode()
 
 
 def record_job_id(id_key: bytes, data: bytes) -> str:

@@ -33,16 +33,17 @@ from .keys import (
     encode_job_id,
     encode_run_time,
     encode_timestamp,
-    job_key,
 )
 from .leases import after, leases_in_force, new_owner, release_lease, take_lease
 from .options import DEFAULT_CACHE_SIZE, DEFAULT_LEASE, StoreOptions
 from .records import (
     JobRecord,
     QuarantineEntry,
+    decode_next_run_time,
     encode_next_run_time,
     new_stamp,
     record_job_id,
+    record_run_key,
     record_stamp,
 )
 from .serializers import Serializer, make_serializer
@@ -248,17 +249,19 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         if self._batch is not None:
             self._flush()
         env = self._environment or self._open()
-        key = job_key(id_key)
-        data = env.read(lambda txn: txn.get(key, db=env.jobs))
-        if data is None:
+        found = env.read(lambda txn: table.current(txn, env, id_key))
+        if found is None:
             return None
+        data, move = found
         cached = self._codec.cache.get(id_key, record_stamp(data))
         if cached is not None:
             job = build_job(cached)
+            if move:
+                job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
             job._scheduler = self._scheduler
             job._jobstore_alias = self._alias
             return job
-        jobs = self._restore_jobs(((id_key, data),))
+        jobs = self._restore_jobs(((id_key, data, move),))
         return jobs[0] if jobs else None
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
@@ -284,7 +287,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return []
         jobs = self._restore_jobs(rows)
         if in_wakeup and ((jobs and self.options.group_commit) or leased):
-            self._open_batch({id_key: record_stamp(data) for id_key, data in rows}, leased)
+            self._open_batch({id_key: _version(data, move) for id_key, data, move in rows}, leased)
         return jobs
 
     def _take_due(self, now: datetime, limit: bytes) -> list[Row]:
@@ -381,10 +384,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return
 
         def update(txn: Transaction) -> None:
-            old = txn.get(job_key(encoded.id_key), db=env.jobs)
-            if old is None:
+            found = table.current(txn, env, encoded.id_key)
+            if found is None:
                 raise JobLookupError(job.id)
-            table.replace(txn, env, encoded.id_key, old, encoded.record)
+            table.replace(txn, env, encoded.id_key, *found, encoded.record)
 
         self._write(update)
         self._codec.remember([encoded])
@@ -402,13 +405,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._flush()
 
         def reschedule(txn: Transaction) -> None:
-            old = txn.get(job_key(id_key), db=env.jobs)
-            if old is None:
+            found = table.current(txn, env, id_key)
+            if found is None:
                 raise JobLookupError(job_id)
-            record = JobRecord.decode(old)._replace(
+            record = JobRecord.decode(found[0])._replace(
                 run_key=run_key, stamp=new_stamp(), next_run_time=run_time_bytes
             )
-            table.replace(txn, env, id_key, old, record.encode())
+            table.replace(txn, env, id_key, *found, record.encode())
 
         self._write(reschedule)
 
@@ -419,10 +422,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return
 
         def remove(txn: Transaction) -> None:
-            old = txn.get(job_key(id_key), db=env.jobs)
-            if old is None:
+            found = table.current(txn, env, id_key)
+            if found is None:
                 raise JobLookupError(job_id)
-            table.delete(txn, env, id_key, old)
+            table.delete(txn, env, id_key, *found)
 
         self._write(remove)
         self._codec.cache.discard(id_key)
@@ -432,18 +435,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         env = self._writable_env()
         self._flush()
 
-        def remove_all(txn: Transaction) -> None:
-            txn.drop(env.jobs, delete=False)
-            txn.drop(env.index, delete=False)
-
-        self._write(remove_all)
+        self._write(lambda txn: table.clear(txn, env))
         self._codec.cache.clear()
 
     # -- group commit of a wakeup --------------------------------------------------------
 
-    def _open_batch(self, read_stamps: dict[bytes, bytes], leased: bool) -> None:
+    def _open_batch(self, read_versions: dict[bytes, bytes], leased: bool) -> None:
         with self._batch_lock:
-            self._batch = WakeupBatch(read_stamps, leased)
+            self._batch = WakeupBatch(read_versions, leased)
             if self._watchdog is None:
                 self._watchdog = BatchWatchdog(self._scheduler, self._flush)
             self._watchdog.watch(self._batch)
@@ -480,13 +479,17 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             written = []
             changed = False
             for id_key, write in batch.writes.items():
-                current = txn.get(job_key(id_key), db=env.jobs)
-                if current is None or record_stamp(current) != batch.read_stamps[id_key]:
+                found = table.current(txn, env, id_key)
+                if found is None or _version(*found) != batch.read_versions[id_key]:
                     continue  # changed by another process since the wakeup read it
+                record, move = found
                 if write is None:
-                    table.delete(txn, env, id_key, current)
+                    table.delete(txn, env, id_key, record, move)
+                elif _movable(write, record):
+                    table.move(txn, env, id_key, record, move, write.move)
+                    moved.append(write)
                 else:
-                    table.replace(txn, env, id_key, current, write.record)
+                    table.replace(txn, env, id_key, record, move, write.record)
                     written.append(write)
                 changed = True
             if batch.leased:
@@ -497,12 +500,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return written
 
         next_key: list[bytes | None] = []
+        moved: list[EncodedJob] = []
         try:
             written = self._write(commit)
         finally:
             for id_key in batch.writes:
                 self._codec.cache.discard(id_key)
         self._codec.remember(written)
+        self._codec.remember_moved(moved)
         self._remember_next_key(next_key[0])
 
     def _stop_threads(self) -> None:
@@ -518,7 +523,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     # -- restoring jobs ------------------------------------------------------------------
 
     def _restore(self, id_key: bytes, data: bytes) -> Job:
-        job = self._codec.restore(id_key, data)
+        job = self._codec.restore(id_key, data, b"")
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias
         return job
@@ -529,7 +534,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         if not failed:
             return jobs
         if self.readonly:
-            for id_key, data, error in failed:
+            for id_key, data, _move, error in failed:
                 self._logger.warning(
                     'Unable to restore job "%s" -- left in place: the store is read-only',
                     record_job_id(id_key, data),
@@ -596,6 +601,23 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         id_key = encode_job_id(job_id)
         env = self._writable_env()
         self._write(lambda txn: quarantine.purge(txn, env, job_id, id_key))
+
+
+def _version(record: bytes, move: bytes) -> bytes:
+    """What tells a job's state in the table from any other: its record's stamp and its
+    run time key (a move changes the one, any other write the other)."""
+    return record_stamp(record) + table.run_key_of(record, move)
+
+
+def _movable(write: EncodedJob, record: bytes) -> bool:
+    """Whether ``write`` may move the job stored as ``record`` instead of replacing it:
+    it differs from it in its run time alone, and that run time is not the record's."""
+    base = write.base
+    return (
+        base is not None
+        and base.stamp == record_stamp(record)
+        and write.move[:RUN_TIME_SIZE] != record_run_key(record)
+    )
 
 
 class _NoChange(Exception):

@@ -1,5 +1,15 @@
-"""The job table: job records and their run time index entries, read and changed together
-inside one transaction, so that they never disagree."""
+"""The job table: job records, their run time index entries, and the moves of the jobs
+that wakeups rescheduled, read and changed together inside one transaction, so that they
+never disagree.
+
+A wakeup that only reschedules a job (the same job, a new next run time) leaves its record
+as it is and *moves* it instead: its index entry goes to the new run time, and a move entry
+keyed like the record's own index entry (the record's run time key, then the id) says where
+the job went and when exactly it runs (:func:`~.records.encode_move`). A job has a move
+entry exactly when its index entry's run time is not its record's. The records a wakeup
+touches lie all over the file (ids are random); its index and move entries lie together
+(by run time), so its commit writes a few dozen pages rather than one per job.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +22,46 @@ from .keys import RUN_TIME_SIZE, index_key, job_key
 from .leases import after, leases_in_force
 from .records import record_run_key
 
-Row = tuple[bytes, bytes]
-"""A job as the table holds it: its encoded id and its record."""
+Row = tuple[bytes, bytes, bytes]
+"""A job as the table holds it: its encoded id, its record, and its move (empty unless a
+wakeup moved it since its record was written)."""
 
 
 def scan(txn: Transaction, env: StoreEnvironment, start: bytes, limit: bytes | None) -> list[Row]:
     """The jobs in index order, from index key ``start`` up to run time key ``limit``."""
     get = txn.get
+    jobs, moves = env.jobs, env.moves
     rows: list[Row] = []
     with txn.cursor(db=env.index) as cursor:
         if not cursor.set_range(start):
             return rows
         for key in cursor.iternext(values=False):
-            if limit is not None and key[:RUN_TIME_SIZE] > limit:
+            run_key = key[:RUN_TIME_SIZE]
+            if limit is not None and run_key > limit:
                 break
             id_key = key[RUN_TIME_SIZE:]
-            rows.append((id_key, get(job_key(id_key), db=env.jobs)))
+            record = get(job_key(id_key), db=jobs)
+            move = b""
+            if record is not None and record[6:14] != run_key and moves is not None:
+                move = get(record[6:14] + id_key, b"", db=moves)
+            rows.append((id_key, record, move))
     return rows
+
+
+def current(txn: Transaction, env: StoreEnvironment, id_key: bytes) -> tuple[bytes, bytes] | None:
+    """The record and the move (empty if none) of the job ``id_key``, if it exists."""
+    record = txn.get(job_key(id_key), db=env.jobs)
+    if record is None:
+        return None
+    moves = env.moves
+    if moves is None:
+        return record, b""
+    return record, txn.get(record[6:14] + id_key, b"", db=moves)
+
+
+def run_key_of(record: bytes, move: bytes) -> bytes:
+    """The run time key of a job: that of its move if it has one, else its record's."""
+    return move[:RUN_TIME_SIZE] if move else record_run_key(record)
 
 
 def insert(
@@ -53,20 +86,51 @@ def insert(
 
 
 def replace(
-    txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes, new: bytes
+    txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes, old_move: bytes, new: bytes
 ) -> None:
-    """Overwrite a job's record ``old`` with ``new``, moving its index entry along."""
+    """Overwrite a job's record ``old`` (moved by ``old_move``) with ``new``, moving its
+    index entry along."""
     txn.put(job_key(id_key), new, db=env.jobs)
-    old_run_key, run_key = record_run_key(old), record_run_key(new)
+    old_run_key, run_key = run_key_of(old, old_move), record_run_key(new)
+    if old_move:
+        txn.delete(index_key(record_run_key(old), id_key), db=env.moves)
     if old_run_key != run_key:
         _delete_index_entry(txn, env, old_run_key, id_key)
         txn.put(index_key(run_key, id_key), b"", db=env.index)
 
 
-def delete(txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes) -> None:
-    """Delete a job's record ``old`` and its index entry."""
+def move(
+    txn: Transaction,
+    env: StoreEnvironment,
+    id_key: bytes,
+    record: bytes,
+    old_move: bytes,
+    new_move: bytes,
+) -> None:
+    """Move a job whose record is ``record`` (moved by ``old_move``) to ``new_move``, whose
+    run time key must not be the record's."""
+    old_run_key, run_key = run_key_of(record, old_move), new_move[:RUN_TIME_SIZE]
+    txn.put(index_key(record_run_key(record), id_key), new_move, db=env.moves)
+    if old_run_key != run_key:
+        _delete_index_entry(txn, env, old_run_key, id_key)
+        txn.put(index_key(run_key, id_key), b"", db=env.index)
+
+
+def delete(
+    txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes, old_move: bytes
+) -> None:
+    """Delete a job's record ``old`` (moved by ``old_move``), its index and move entries."""
     txn.delete(job_key(id_key), db=env.jobs)
-    _delete_index_entry(txn, env, record_run_key(old), id_key)
+    if old_move:
+        txn.delete(index_key(record_run_key(old), id_key), db=env.moves)
+    _delete_index_entry(txn, env, run_key_of(old, old_move), id_key)
+
+
+def clear(txn: Transaction, env: StoreEnvironment) -> None:
+    """Delete every job."""
+    for db in (env.jobs, env.index, env.moves):
+        if db is not None:
+            txn.drop(db, delete=False)
 
 
 def next_run_key(

@@ -10,8 +10,9 @@ exception, as soon as the scheduler's lock is released (the :class:`BatchWatchdo
 
 A process kill or a power cut inside the wakeup therefore undoes all of its writes or
 none: its jobs run once more after a restart, as APScheduler does after any crash.
-A batched write applies only if the record is still the one the wakeup read; if another
-process changed or removed the job meanwhile, that change wins.
+A batched write applies only if the job is still the one the wakeup read; if another
+process changed, moved or removed the job meanwhile, that change wins. A write that only
+reschedules a job moves it (see table.py) rather than rewriting its record.
 """
 
 from __future__ import annotations
@@ -27,18 +28,19 @@ if TYPE_CHECKING:
 class WakeupBatch:
     """The writes of one wakeup, made by the thread running it, to jobs it was handed."""
 
-    def __init__(self, read_stamps: dict[bytes, bytes], leased: bool) -> None:
+    def __init__(self, read_versions: dict[bytes, bytes], leased: bool) -> None:
         self.owner = threading.get_ident()
         self.leased = leased
         """Whether the wakeup holds a lease on its jobs, to release at commit."""
-        self.read_stamps = read_stamps
-        """The stamp of each due job's record, as the wakeup read it, by id key."""
+        self.read_versions = read_versions
+        """The version of each due job (its record's stamp and its run time key), as the
+        wakeup read it, by id key."""
         self.writes: dict[bytes, EncodedJob | None] = {}
         """The new version of each job written, or ``None`` for a removal, by id key."""
 
     def takes(self, id_key: bytes) -> bool:
         """Whether a write to ``id_key`` by the calling thread belongs to this batch."""
-        return id_key in self.read_stamps and threading.get_ident() == self.owner
+        return id_key in self.read_versions and threading.get_ident() == self.owner
 
 
 def scheduler_lock_held(scheduler: Any) -> bool:

@@ -38,14 +38,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from lmdbstore import LMDBJobStore
 from lmdbstore.keys import decode_run_time
-from lmdbstore.records import record_job_id, record_run_key
+from lmdbstore.records import record_job_id
+from lmdbstore.table import run_key_of
 from lmdbstore.wakeup import WakeupBatch
 
 THREADS = 10
 DEAD_SCHEDULER_EXIT = 3
 RUNS_TIMEOUT = 10.0  # seconds a kill before a commit waits for the wakeup's runs
 
-Rows = list[tuple[bytes, bytes]]
+Rows = list[tuple[bytes, bytes, bytes]]
 RunKey = tuple[str, str]  # job id, scheduled run time as written in the logs
 
 
@@ -144,8 +145,8 @@ def instrument(
         finally:
             taking = False
         taken = set()
-        for id_key, data in rows:
-            first = decode_run_time(record_run_key(data))
+        for id_key, data, move in rows:
+            first = decode_run_time(run_key_of(data, move))
             assert first is not None  # paused jobs are never due
             run = (record_job_id(id_key, data), seconds_text(first))
             events.write(f"take {seconds_text(now)} {run[0]} {run[1]}")

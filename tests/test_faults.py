@@ -516,13 +516,13 @@ def test_a_store_written_by_a_newer_format(store_path: Path) -> None:
     store = LMDBJobStore(store_path)
     expected = populate(store, 5, "kept-")
     store.shutdown()
-    _set_format(store_path, b"3")
+    _set_format(store_path, b"4")
 
-    with pytest.raises(NewerFormatError, match="has format version 3") as refusal:
+    with pytest.raises(NewerFormatError, match="has format version 4") as refusal:
         LMDBJobStore(store_path)
 
     assert str(store_path) in str(refusal.value)
-    _set_format(store_path, b"2")
+    _set_format(store_path, b"3")
     store = LMDBJobStore(store_path)
     assert contents(store) == expected
     store.shutdown()

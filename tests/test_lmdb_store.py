@@ -814,7 +814,7 @@ def test_a_store_of_a_newer_format_is_refused_naming_path_and_versions_and_left_
     message = str(refused.value)
     assert os.path.realpath(filled_store.path) in message
     assert "format version 99" in message
-    assert "reads format 2 at most" in message
+    assert "reads format 3 at most" in message
     assert hashlib.sha256(data.read_bytes()).digest() == digest
 
 
