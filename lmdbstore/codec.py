@@ -34,19 +34,35 @@ from .records import (
 )
 from .serializers import SERIALIZER_NAMES, Serializer
 
+_new_tuple = tuple.__new__
+
 
 class EncodedJob(NamedTuple):
     """A job ready to be written, and what the decoded-state cache may keep of it."""
 
     job_id: str
     id_key: bytes
-    record: bytes
-    cache_entry: CachedState | None
+    parts: JobRecord
+    """Its record's parts (:meth:`record` joins them)."""
+    new_entry: CachedState | None
+    """What the cache may keep of it, if its body is new."""
     base: CachedState | None
     """The cache entry of the record this one differs from in its run time alone, if any:
     while that record is stored, the job may be moved instead (see table.py)."""
     move: bytes
     """The job's run time, as a move (:func:`~.records.encode_move`)."""
+    next_run_time: Any
+
+    def record(self) -> bytes:
+        """The record to write."""
+        return self.parts.encode()
+
+    def cache_entry(self) -> CachedState | None:
+        """What the cache may keep of the job, once its record is written."""
+        base = self.base
+        if base is None:
+            return self.new_entry
+        return base._replace(stamp=self.parts.stamp, next_run_time=self.next_run_time)
 
 
 class JobCodec:
@@ -104,10 +120,9 @@ class JobCodec:
             full_id if len(full_id) > MAX_JOB_ID_KEY_SIZE else b"",
         )
         entry: CachedState | None = None
-        if cached is not None:
-            entry = cached._replace(stamp=stamp, next_run_time=next_run_time)
-        elif (
-            keep
+        if (
+            cached is None
+            and keep
             and self.cache.capacity
             and job.args is state["args"]  # not a bound method, whose instance joins args
             and job.func_ref == state["func"]
@@ -121,15 +136,16 @@ class JobCodec:
                 found_callable(job.func, job.func_ref),
             )
         move = run_key + next_run_time_bytes
-        return EncodedJob(job.id, id_key, record.encode(), entry, cached, move)
+        return _new_tuple(EncodedJob, (job.id, id_key, record, entry, cached, move, next_run_time))
 
     def remember(self, written: Iterable[EncodedJob]) -> None:
         """Keep in the cache the state of jobs this process just wrote."""
         for job in written:
-            if job.cache_entry is None:
+            entry = job.cache_entry()
+            if entry is None:
                 self.cache.discard(job.id_key)
             else:
-                self.cache.put(job.id_key, job.cache_entry)
+                self.cache.put(job.id_key, entry)
 
     def remember_moved(self, moved: Iterable[EncodedJob]) -> None:
         """Keep in the cache the state of jobs this process just moved: their records'."""

@@ -373,7 +373,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._flush()
         if not encoded:
             return
-        rows = [(job.job_id, job.id_key, job.record) for job in encoded]
+        rows = [(job.job_id, job.id_key, job.record()) for job in encoded]
         self._write(lambda txn: table.insert(txn, env, rows))
         self._codec.remember(encoded)
 
@@ -387,7 +387,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             found = table.current(txn, env, encoded.id_key)
             if found is None:
                 raise JobLookupError(job.id)
-            table.replace(txn, env, encoded.id_key, *found, encoded.record)
+            table.replace(txn, env, encoded.id_key, *found, encoded.record())
 
         self._write(update)
         self._codec.remember([encoded])
@@ -489,7 +489,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
                     table.move(txn, env, id_key, record, move, write.move)
                     moved.append(write)
                 else:
-                    table.replace(txn, env, id_key, record, move, write.record)
+                    table.replace(txn, env, id_key, record, move, write.record())
                     written.append(write)
                 changed = True
             if batch.leased:
