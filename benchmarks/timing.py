@@ -25,6 +25,8 @@ R = TypeVar("R")
 BATCH_NS = 20_000
 """How long a timed batch of fast calls lasts at least."""
 _OVERHEAD_RUNS = 51
+SIZING_CALLS = 5
+"""How many calls of a fast call size its batches."""
 
 
 @dataclass(frozen=True)
@@ -97,18 +99,25 @@ def time_calls(
     ``arguments`` is None; return the cost per call of each batch, and how many of
     ``arguments`` were used (the first ones).
 
-    The first call is timed alone to size the batches, and is not a sample (unless it
-    is the only call ``arguments`` allow).
+    The first calls (up to :data:`SIZING_CALLS`) are timed one by one to size the
+    batches from their median, and are not samples (unless they are all the calls
+    ``arguments`` allow): a first call alone is often slower than the rest, and would
+    size batches of a fast call too small.
     """
-    start = perf_counter_ns()
-    if arguments is None:
-        call()
-    else:
-        call(arguments[0])
-    first = perf_counter_ns() - start
-    used = 1
-    calls = max(1, math.ceil(BATCH_NS / max(first, 1)))
+    sizing = SIZING_CALLS
     if arguments is not None:  # leave arguments enough for the minimum of batches
+        sizing = max(1, min(sizing, len(arguments) - budget.minimum))
+    firsts = []
+    for used in range(sizing):
+        start = perf_counter_ns()
+        if arguments is None:
+            call()
+        else:
+            call(arguments[used])
+        firsts.append(perf_counter_ns() - start)
+    used = sizing
+    calls = max(1, math.ceil(BATCH_NS / max(statistics.median(firsts), 1)))
+    if arguments is not None:
         calls = min(calls, max(1, (len(arguments) - used) // budget.minimum))
     loop_cost = _loop_cost(calls, arguments is not None)
     samples: list[float] = []
@@ -130,7 +139,7 @@ def time_calls(
                     call(argument)
                 elapsed = perf_counter_ns() - start
             samples.append(max(elapsed - loop_cost, 0) / calls)
-    return samples or [float(first)], used
+    return samples or [float(statistics.median(firsts))], used
 
 
 def time_each(
