@@ -33,6 +33,7 @@ from .records import (
     record_stamp,
 )
 from .serializers import SERIALIZER_NAMES, Serializer
+from .table import Row
 
 _new_tuple = tuple.__new__
 
@@ -167,19 +168,19 @@ class JobCodec:
         return job
 
     def restore_all(
-        self, rows: Sequence[tuple[bytes, bytes, bytes]], scheduler: Any, alias: str | None
+        self, rows: Sequence[Row], scheduler: Any, alias: str | None
     ) -> tuple[list[Job], list[tuple[bytes, bytes, bytes, Exception]]]:
-        """Rebuild the jobs of ``rows`` (encoded id, record, move) as :meth:`restore` does, each
-        owned by ``scheduler`` under ``alias``; return them and those that failed, with
-        why. Rows more than the cache holds are not kept: they would only push out of it
-        the jobs a scheduler reads again and again."""
+        """Rebuild the jobs of ``rows`` (of :func:`~.table.scan`, told what the cache
+        knows by :meth:`StateCache.get`) as :meth:`restore` does, each owned by
+        ``scheduler`` under ``alias``; return them and those that failed, with why. Rows
+        more than the cache holds are not kept: they would only push out of it the jobs a
+        scheduler reads again and again."""
         jobs = []
         failed = []
-        cached_for = self.cache.get
         keep = len(rows) <= self.cache.capacity
-        for id_key, data, move in rows:
+        for id_key, _run_key, _stamp, move, found, cached in rows:
+            data = b"" if found is None else found  # no record: it fails to decode
             try:
-                cached = cached_for(id_key, record_stamp(data))
                 job = build_job(cached) if cached else self._decode(id_key, data, keep)
                 if move:
                     job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])

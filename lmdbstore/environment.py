@@ -44,8 +44,8 @@ Durability = Literal["full", "relaxed"]
 
 FORMAT_VERSION = 3
 """The store format this version of lmdbstore writes and reads. Format 3 added the move
-entries of rescheduled jobs (see table.py); a format 2 store is a format 3 store without
-any, and is marked format 3 when first opened for writing. Format 1 was that of
+entries of rescheduled jobs and the values of index entries (see table.py); a format 2
+store is read as it is, and upgraded when first opened for writing. Format 1 was that of
 development versions before 0.1.0 (next run times and triggers in slower encodings)."""
 _OLDEST_READ_FORMAT = 2
 
@@ -378,6 +378,9 @@ class StoreEnvironment:
             if self.format_version > FORMAT_VERSION:
                 raise NewerFormatError(self.path, self.format_version, FORMAT_VERSION)
             if self.format_version == _OLDEST_READ_FORMAT and not self.readonly:
+                from .table import stamp_index  # the table's layout, which needs this module
+
+                stamp_index(txn, dbs[0], dbs[1])
                 txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
                 self.format_version = FORMAT_VERSION
             if self.format_version < _OLDEST_READ_FORMAT:

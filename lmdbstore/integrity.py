@@ -26,6 +26,7 @@ from .records import (
     new_stamp,
     record_job_id,
     record_run_key,
+    record_stamp,
 )
 from .serializers import Serializer
 
@@ -93,7 +94,7 @@ def _inspect(
     index_wrong = False
     indexed: Counter[bytes] = Counter()
     with txn.cursor(db=env.index) as cursor:
-        for key in cursor.iternext(values=False):
+        for key, value in cursor:
             report.index_entries += 1
             id_key = key[RUN_TIME_SIZE:]
             indexed[id_key] += 1
@@ -102,6 +103,8 @@ def _inspect(
                 problems.append(f"index entry {key!r} names no job")
             elif table.run_key_of(*found) != key[:RUN_TIME_SIZE]:
                 problems.append(f"index entry {key!r} disagrees with its job's run time")
+            elif value and value != _index_value(*found):
+                problems.append(f"index entry {key!r} disagrees with its job's record")
             else:
                 continue
             index_wrong = True
@@ -134,6 +137,11 @@ def _inspect(
                 index_wrong = True
     report.quarantined = txn.stat(env.quarantine)["entries"]
     return broken, index_wrong or bool(broken)
+
+
+def _index_value(record: bytes, move: bytes) -> bytes:
+    """The value the index entry of the job of ``record`` and ``move`` should have."""
+    return table.index_value(record_stamp(record), record_run_key(record), move)
 
 
 def _move_problem(txn: Transaction, env: StoreEnvironment, key: bytes, move: bytes) -> str:
@@ -195,7 +203,7 @@ def _rebuild(txn: Transaction, env: StoreEnvironment, broken: dict[bytes, str]) 
     with txn.cursor(db=env.jobs) as cursor:
         for key, data in cursor:
             id_key = id_key_of_job_key(key)
-            txn.put(index_key(record_run_key(data), id_key), b"", db=env.index)
+            txn.put(index_key(record_run_key(data), id_key), record_stamp(data), db=env.index)
 
 
 def _fold_moves(txn: Transaction, env: StoreEnvironment) -> None:

@@ -9,7 +9,13 @@ from . import table
 from .environment import StoreEnvironment, Transaction
 from .errors import QuarantineLookupError
 from .keys import job_key
-from .records import CorruptRecordError, QuarantineEntry, moved_record, record_job_id
+from .records import (
+    CorruptRecordError,
+    QuarantineEntry,
+    moved_record,
+    record_job_id,
+    record_run_key,
+)
 
 Failure = tuple[bytes, bytes, bytes, Exception]
 """A job that could not be restored: its encoded id, its record, its move, and why."""
@@ -31,7 +37,7 @@ def move_in(
             kept = data
         entry = QuarantineEntry(job_id, f"{type(exc).__name__}: {exc}", now, kept)
         txn.put(job_key(id_key), entry.encode(), db=env.quarantine)
-        table.delete(txn, env, id_key, data, move)
+        table.delete(txn, env, id_key, record_run_key(data), move)
         moved.append((job_id, exc))
     return moved
 

@@ -261,7 +261,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             job._scheduler = self._scheduler
             job._jobstore_alias = self._alias
             return job
-        jobs = self._restore_jobs(((id_key, data, move),))
+        row = (id_key, b"", record_stamp(data), move, data, None)
+        jobs = self._restore_jobs((row,))
         return jobs[0] if jobs else None
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
@@ -277,7 +278,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         else:
 
             def scan(txn: Transaction) -> list[Row]:
-                rows = table.scan(txn, self._env, b"", limit)
+                rows = table.scan(txn, self._env, b"", limit, self._codec.cache.get)
                 if in_wakeup and not rows:
                     self._remember_next_key(self._next_key(txn, limit))
                 return rows
@@ -287,7 +288,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return []
         jobs = self._restore_jobs(rows)
         if in_wakeup and ((jobs and self.options.group_commit) or leased):
-            self._open_batch({id_key: _version(data, move) for id_key, data, move in rows}, leased)
+            self._open_batch({row[0]: (row[1], row[2]) for row in rows}, leased)
         return jobs
 
     def _take_due(self, now: datetime, limit: bytes) -> list[Row]:
@@ -312,7 +313,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
         def take(txn: Transaction) -> list[Row]:
             start = after(leases_in_force(txn, env.meta, owner, limit).floor)
-            rows = table.scan(txn, env, start, limit)
+            rows = table.scan(txn, env, start, limit, self._codec.cache.get)
             if not rows:
                 raise _NoChange(rows)  # another scheduler took them meanwhile
             take_lease(txn, env.meta, owner, limit, expiry)
@@ -352,8 +353,9 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_all_jobs(self) -> list[Job]:
         self._flush()
+        known = self._codec.cache.get
         return self._restore_jobs(
-            self._env.read(lambda txn: table.scan(txn, self._env, b"", None))
+            self._env.read(lambda txn: table.scan(txn, self._env, b"", None, known))
         )
 
     # -- writes --------------------------------------------------------------------------
@@ -387,7 +389,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             found = table.current(txn, env, encoded.id_key)
             if found is None:
                 raise JobLookupError(job.id)
-            table.replace(txn, env, encoded.id_key, *found, encoded.record())
+            record, move = found
+            table.replace(txn, env, encoded.id_key, record_run_key(record), move, encoded.record())
 
         self._write(update)
         self._codec.remember([encoded])
@@ -408,10 +411,11 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             found = table.current(txn, env, id_key)
             if found is None:
                 raise JobLookupError(job_id)
-            record = JobRecord.decode(found[0])._replace(
+            old, move = found
+            record = JobRecord.decode(old)._replace(
                 run_key=run_key, stamp=new_stamp(), next_run_time=run_time_bytes
             )
-            table.replace(txn, env, id_key, *found, record.encode())
+            table.replace(txn, env, id_key, record_run_key(old), move, record.encode())
 
         self._write(reschedule)
 
@@ -425,7 +429,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             found = table.current(txn, env, id_key)
             if found is None:
                 raise JobLookupError(job_id)
-            table.delete(txn, env, id_key, *found)
+            record, move = found
+            table.delete(txn, env, id_key, record_run_key(record), move)
 
         self._write(remove)
         self._codec.cache.discard(id_key)
@@ -440,7 +445,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     # -- group commit of a wakeup --------------------------------------------------------
 
-    def _open_batch(self, read_versions: dict[bytes, bytes], leased: bool) -> None:
+    def _open_batch(self, read_versions: dict[bytes, tuple[bytes, bytes]], leased: bool) -> None:
         with self._batch_lock:
             self._batch = WakeupBatch(read_versions, leased)
             if self._watchdog is None:
@@ -479,17 +484,18 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             written = []
             changed = False
             for id_key, write in batch.writes.items():
-                found = table.current(txn, env, id_key)
-                if found is None or _version(*found) != batch.read_versions[id_key]:
+                run_key, read_stamp = batch.read_versions[id_key]
+                found = table.indexed(txn, env, run_key, id_key)
+                if found is None or found[0] != read_stamp:
                     continue  # changed by another process since the wakeup read it
-                record, move = found
+                stamp, home, move = found
                 if write is None:
-                    table.delete(txn, env, id_key, record, move)
-                elif _movable(write, record):
-                    table.move(txn, env, id_key, record, move, write.move)
+                    table.delete(txn, env, id_key, home, move)
+                elif _movable(write, stamp, home):
+                    table.move(txn, env, id_key, stamp, home, move, write.move)
                     moved.append(write)
                 else:
-                    table.replace(txn, env, id_key, record, move, write.record())
+                    table.replace(txn, env, id_key, home, move, write.record())
                     written.append(write)
                 changed = True
             if batch.leased:
@@ -603,21 +609,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._write(lambda txn: quarantine.purge(txn, env, job_id, id_key))
 
 
-def _version(record: bytes, move: bytes) -> bytes:
-    """What tells a job's state in the table from any other: its record's stamp and its
-    run time key (a move changes the one, any other write the other)."""
-    return record_stamp(record) + table.run_key_of(record, move)
-
-
-def _movable(write: EncodedJob, record: bytes) -> bool:
-    """Whether ``write`` may move the job stored as ``record`` instead of replacing it:
-    it differs from it in its run time alone, and that run time is not the record's."""
+def _movable(write: EncodedJob, stamp: bytes, home: bytes) -> bool:
+    """Whether ``write`` may move the job whose record has ``stamp`` and run time key
+    ``home`` instead of replacing it: it differs from that record in its run time alone,
+    and that run time is not the record's."""
     base = write.base
-    return (
-        base is not None
-        and base.stamp == record_stamp(record)
-        and write.move[:RUN_TIME_SIZE] != record_run_key(record)
-    )
+    return base is not None and base.stamp == stamp and write.move[:RUN_TIME_SIZE] != home
 
 
 class _NoChange(Exception):

@@ -9,42 +9,65 @@ the job went and when exactly it runs (:func:`~.records.encode_move`). A job has
 entry exactly when its index entry's run time is not its record's. The records a wakeup
 touches lie all over the file (ids are random); its index and move entries lie together
 (by run time), so its commit writes a few dozen pages rather than one per job.
+
+An index entry's value holds the stamp of the job's record and, if the job was moved, its
+record's run time key and its move (:func:`index_value`): a scan in index order learns
+each job's version and run time without reading its record, which it then reads only if
+the caller does not know that version already (in a format 2 store opened read-only, the
+values are empty, and every record is read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from apscheduler.jobstores.base import ConflictingIdError
 
 from .environment import StoreEnvironment, Transaction
 from .keys import RUN_TIME_SIZE, index_key, job_key
 from .leases import after, leases_in_force
-from .records import record_run_key
+from .records import record_run_key, record_stamp
 
-Row = tuple[bytes, bytes, bytes]
-"""A job as the table holds it: its encoded id, its record, and its move (empty unless a
-wakeup moved it since its record was written)."""
+_STAMP_SIZE = 8
+_MOVE_AT = _STAMP_SIZE + RUN_TIME_SIZE
+
+Row = tuple[bytes, bytes, bytes, bytes, "bytes | None", Any]
+"""A job as the table holds it: its encoded id; its run time key; its record's stamp; its
+move (empty unless a wakeup moved it since its record was written); its record, unless
+what ``known`` told of it made reading it needless (``None``); and what ``known`` told."""
 
 
-def scan(txn: Transaction, env: StoreEnvironment, start: bytes, limit: bytes | None) -> list[Row]:
-    """The jobs in index order, from index key ``start`` up to run time key ``limit``."""
+def scan(
+    txn: Transaction,
+    env: StoreEnvironment,
+    start: bytes,
+    limit: bytes | None,
+    known: Callable[[bytes, bytes], Any] | None = None,
+) -> list[Row]:
+    """The jobs in index order, from index key ``start`` up to run time key ``limit``;
+    the record of a job for which ``known(id_key, stamp)`` is true is not read."""
     get = txn.get
-    jobs, moves = env.jobs, env.moves
+    jobs = env.jobs
     rows: list[Row] = []
     with txn.cursor(db=env.index) as cursor:
         if not cursor.set_range(start):
             return rows
-        for key in cursor.iternext(values=False):
-            run_key = key[:RUN_TIME_SIZE]
-            if limit is not None and run_key > limit:
+        for key, value in cursor:
+            if limit is not None and key[:RUN_TIME_SIZE] > limit:
                 break
             id_key = key[RUN_TIME_SIZE:]
-            record = get(job_key(id_key), db=jobs)
-            move = b""
-            if record is not None and record[6:14] != run_key and moves is not None:
-                move = get(record[6:14] + id_key, b"", db=moves)
-            rows.append((id_key, record, move))
+            if value:
+                stamp = value[:8]
+                move = value[_MOVE_AT:]
+                seen = None if known is None else known(id_key, stamp)
+                record = None if seen else get(job_key(id_key), db=jobs)
+            else:  # an entry of a format 2 store opened read-only: no stamp, no move
+                record = get(job_key(id_key), db=jobs)
+                stamp = b"" if record is None else record_stamp(record)
+                move = b""
+                seen = None
+            rows.append((id_key, key[:RUN_TIME_SIZE], stamp, move, record, seen))
     return rows
 
 
@@ -59,9 +82,32 @@ def current(txn: Transaction, env: StoreEnvironment, id_key: bytes) -> tuple[byt
     return record, txn.get(record[6:14] + id_key, b"", db=moves)
 
 
+def indexed(
+    txn: Transaction, env: StoreEnvironment, run_key: bytes, id_key: bytes
+) -> tuple[bytes, bytes, bytes] | None:
+    """The stamp of the record, the record's run time key (the job's *home*, where its
+    move entry is keyed) and the move of the job ``id_key``, if it is at run time key
+    ``run_key``."""
+    value = txn.get(index_key(run_key, id_key), db=env.index)
+    if value is None:
+        return None
+    if not value:  # an entry written by format 2, whose record was missing when upgraded
+        record = txn.get(job_key(id_key), db=env.jobs)
+        return None if record is None else (record_stamp(record), run_key, b"")
+    if len(value) > _STAMP_SIZE:
+        return value[:_STAMP_SIZE], value[_STAMP_SIZE:_MOVE_AT], value[_MOVE_AT:]
+    return value, run_key, b""
+
+
 def run_key_of(record: bytes, move: bytes) -> bytes:
     """The run time key of a job: that of its move if it has one, else its record's."""
     return move[:RUN_TIME_SIZE] if move else record_run_key(record)
+
+
+def index_value(stamp: bytes, record_run_key: bytes = b"", move: bytes = b"") -> bytes:
+    """The value of a job's index entry: its record's stamp, and if it was moved, its
+    record's run time key and its move."""
+    return stamp + record_run_key + move if move else stamp
 
 
 def insert(
@@ -72,7 +118,10 @@ def insert(
     :raises ConflictingIdError: if an id is stored already, or given twice
     """
     records = sorted((job_key(id_key), record, job_id) for job_id, id_key, record in rows)
-    entries = sorted(index_key(record_run_key(record), id_key) for _, id_key, record in rows)
+    entries = sorted(
+        (index_key(record_run_key(record), id_key), record_stamp(record))
+        for _, id_key, record in rows
+    )
     if not records:
         return
     # In key order past the last key, LMDB appends: full pages, not half-full ones.
@@ -80,50 +129,66 @@ def insert(
     for key, record, job_id in records:
         if not txn.put(key, record, db=env.jobs, overwrite=False, append=append):
             raise ConflictingIdError(job_id)  # with append: the key came twice
-    append = _beyond_last_key(txn, env.index, entries[0])
-    for entry in entries:
-        txn.put(entry, b"", db=env.index, append=append)
+    append = _beyond_last_key(txn, env.index, entries[0][0])
+    for entry, stamp in entries:
+        txn.put(entry, stamp, db=env.index, append=append)
 
 
 def replace(
-    txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes, old_move: bytes, new: bytes
+    txn: Transaction,
+    env: StoreEnvironment,
+    id_key: bytes,
+    home: bytes,
+    old_move: bytes,
+    new: bytes,
 ) -> None:
-    """Overwrite a job's record ``old`` (moved by ``old_move``) with ``new``, moving its
-    index entry along."""
+    """Overwrite the record of a job (``home`` being its record's run time key, and
+    ``old_move`` its move) with ``new``, moving its index entry along."""
     txn.put(job_key(id_key), new, db=env.jobs)
-    old_run_key, run_key = run_key_of(old, old_move), record_run_key(new)
+    old_run_key = old_move[:RUN_TIME_SIZE] if old_move else home
+    run_key = record_run_key(new)
     if old_move:
-        txn.delete(index_key(record_run_key(old), id_key), db=env.moves)
+        txn.delete(index_key(home, id_key), db=env.moves)
     if old_run_key != run_key:
         _delete_index_entry(txn, env, old_run_key, id_key)
-        txn.put(index_key(run_key, id_key), b"", db=env.index)
+    txn.put(index_key(run_key, id_key), record_stamp(new), db=env.index)
 
 
 def move(
     txn: Transaction,
     env: StoreEnvironment,
     id_key: bytes,
-    record: bytes,
+    stamp: bytes,
+    home: bytes,
     old_move: bytes,
     new_move: bytes,
 ) -> None:
-    """Move a job whose record is ``record`` (moved by ``old_move``) to ``new_move``, whose
-    run time key must not be the record's."""
-    old_run_key, run_key = run_key_of(record, old_move), new_move[:RUN_TIME_SIZE]
-    txn.put(index_key(record_run_key(record), id_key), new_move, db=env.moves)
+    """Move a job (whose record has ``stamp`` and run time key ``home``, and
+    whose move is ``old_move``) to ``new_move``, whose run time key must not be the
+    record's."""
+    old_run_key = old_move[:RUN_TIME_SIZE] if old_move else home
+    run_key = new_move[:RUN_TIME_SIZE]
+    txn.put(index_key(home, id_key), new_move, db=env.moves)
     if old_run_key != run_key:
         _delete_index_entry(txn, env, old_run_key, id_key)
-        txn.put(index_key(run_key, id_key), b"", db=env.index)
+    value = index_value(stamp, home, new_move)
+    txn.put(index_key(run_key, id_key), value, db=env.index)
 
 
 def delete(
-    txn: Transaction, env: StoreEnvironment, id_key: bytes, old: bytes, old_move: bytes
+    txn: Transaction,
+    env: StoreEnvironment,
+    id_key: bytes,
+    home: bytes,
+    old_move: bytes,
 ) -> None:
-    """Delete a job's record ``old`` (moved by ``old_move``), its index and move entries."""
+    """Delete a job (whose record's run time key is ``home``, and whose move
+    is ``old_move``): its record, its index and move entries."""
     txn.delete(job_key(id_key), db=env.jobs)
     if old_move:
-        txn.delete(index_key(record_run_key(old), id_key), db=env.moves)
-    _delete_index_entry(txn, env, run_key_of(old, old_move), id_key)
+        txn.delete(index_key(home, id_key), db=env.moves)
+    old_run_key = old_move[:RUN_TIME_SIZE] if old_move else home
+    _delete_index_entry(txn, env, old_run_key, id_key)
 
 
 def clear(txn: Transaction, env: StoreEnvironment) -> None:
@@ -172,3 +237,14 @@ def _beyond_last_key(txn: Transaction, db: object, key: bytes) -> bool:
     """Whether ``key`` sorts after every key of ``db``."""
     with txn.cursor(db=db) as cursor:
         return not cursor.last() or bool(cursor.key() < key)
+
+
+def stamp_index(txn: Transaction, jobs: Any, index: Any) -> None:
+    """Give every index entry of a format 2 store its value (:func:`index_value`): the
+    stamp of its job's record (format 2 has no moves)."""
+    with txn.cursor(db=index) as cursor:
+        keys = [key for key, value in cursor if not value]
+    for key in keys:
+        record = txn.get(job_key(key[RUN_TIME_SIZE:]), db=jobs)
+        if record is not None:
+            txn.put(key, record_stamp(record), db=index)

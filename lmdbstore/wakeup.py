@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 class WakeupBatch:
     """The writes of one wakeup, made by the thread running it, to jobs it was handed."""
 
-    def __init__(self, read_versions: dict[bytes, bytes], leased: bool) -> None:
+    def __init__(self, read_versions: dict[bytes, tuple[bytes, bytes]], leased: bool) -> None:
         self.owner = threading.get_ident()
         self.leased = leased
         """Whether the wakeup holds a lease on its jobs, to release at commit."""
         self.read_versions = read_versions
-        """The version of each due job (its record's stamp and its run time key), as the
-        wakeup read it, by id key."""
+        """The version of each due job (its run time key and its record's stamp: a move
+        changes the one, any other write the other), as the wakeup read it, by id key."""
         self.writes: dict[bytes, EncodedJob | None] = {}
         """The new version of each job written, or ``None`` for a removal, by id key."""
 

@@ -38,15 +38,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from lmdbstore import LMDBJobStore
 from lmdbstore.keys import decode_run_time
-from lmdbstore.records import record_job_id
-from lmdbstore.table import run_key_of
 from lmdbstore.wakeup import WakeupBatch
 
 THREADS = 10
 DEAD_SCHEDULER_EXIT = 3
 RUNS_TIMEOUT = 10.0  # seconds a kill before a commit waits for the wakeup's runs
 
-Rows = list[tuple[bytes, bytes, bytes]]
+Rows = list[tuple[bytes, bytes, bytes, bytes, bytes | None, Any]]
 RunKey = tuple[str, str]  # job id, scheduled run time as written in the logs
 
 
@@ -145,10 +143,10 @@ def instrument(
         finally:
             taking = False
         taken = set()
-        for id_key, data, move in rows:
-            first = decode_run_time(run_key_of(data, move))
+        for id_key, run_key, *_ in rows:
+            first = decode_run_time(run_key)
             assert first is not None  # paused jobs are never due
-            run = (record_job_id(id_key, data), seconds_text(first))
+            run = (id_key.decode(), seconds_text(first))
             events.write(f"take {seconds_text(now)} {run[0]} {run[1]}")
             taken.add(run)
         takes += bool(rows)

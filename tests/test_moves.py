@@ -20,7 +20,7 @@ from conftest import localize
 from lmdbstore import LMDBJobStore, table
 from lmdbstore.inspection import read_job, read_jobs, read_quarantined
 from lmdbstore.keys import encode_job_id, encode_run_time, index_key
-from lmdbstore.records import encode_move
+from lmdbstore.records import encode_move, record_run_key, record_stamp
 
 MakeJob = Callable[..., Job]
 DUE_AT = datetime(2030, 1, 1, 9)
@@ -231,7 +231,8 @@ def test_a_wakeup_leaves_alone_a_job_another_writer_moved_since_it_read_it(
             jobs = lmdb_store.get_due_jobs(at(NOW))
             with env.env.begin(write=True) as txn:  # as another process's wakeup would
                 record, move = table.current(txn, env, b"job-0")
-                table.move(txn, env, b"job-0", record, move, encode_move(elsewhere))
+                home, stamp = record_run_key(record), record_stamp(record)
+                table.move(txn, env, b"job-0", stamp, home, move, encode_move(elsewhere))
             for job in jobs:
                 job._modify(next_run_time=job.next_run_time + timedelta(days=1))
                 lmdb_store.update_job(job)
@@ -268,6 +269,12 @@ DAMAGES: dict[str, tuple[Callable[[Any, Any, Callable[[datetime], datetime]], ob
         ),
         "names no job's record",
     ),
+    "an index entry naming another version of its record": (
+        lambda txn, env, at: txn.put(
+            index_key(encode_run_time(at(LATER)), b"later"), b"\x00" * 8, db=env.index
+        ),
+        "disagrees with its job's record",
+    ),
     "a move entry damaged": (
         lambda txn, env, at: txn.put(record_key("job-0", at), b"\x01\x02", db=env.moves),
         "is damaged",
@@ -276,7 +283,7 @@ DAMAGES: dict[str, tuple[Callable[[Any, Any, Callable[[datetime], datetime]], ob
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_check_finds_a_damaged_move_and_repair_writes_the_whole_moves_into_their_records(
+def test_check_finds_a_damaged_move_or_index_value_and_repair_mends_it(
     moved_store: LMDBJobStore, at: Callable[[datetime], datetime], damage: str
 ) -> None:
     change, problem = DAMAGES[damage]
@@ -291,9 +298,8 @@ def test_check_finds_a_damaged_move_and_repair_writes_the_whole_moves_into_their
     assert contents(moved_store, "moves") == {}
     times = {job.id: job.next_run_time for job in moved_store.get_all_jobs()}
     assert times.pop("later") == at(LATER)
-    assert times.pop("job-0") == (
-        moved_time(at) if damage == "a move entry of no job" else at(DUE_AT)
-    )
+    job_0_kept_its_move = damage.startswith(("a move entry of no job", "an index entry"))
+    assert times.pop("job-0") == (moved_time(at) if job_0_kept_its_move else at(DUE_AT))
     assert set(times.values()) == {moved_time(at)}
 
 
@@ -307,8 +313,11 @@ def test_a_format_2_store_is_read_as_it_is_and_marked_format_3_when_opened_for_w
     path = lmdb_store.path
     lmdb_store.shutdown()
     env = lmdb.open(path, max_dbs=8)
-    with env.begin(write=True) as txn:  # what lmdbstore 0.1.0 wrote: no moves database
+    with env.begin(write=True) as txn:  # as lmdbstore 0.1.0 wrote it: no moves, no values
         txn.drop(env.open_db(b"moves", txn=txn), delete=True)
+        index = env.open_db(b"index", txn=txn)
+        for key in list(txn.cursor(db=index).iternext(values=False)):
+            txn.put(key, b"", db=index)
         txn.put(b"format", b"2", db=env.open_db(b"meta", txn=txn))
     env.close()
 
@@ -320,6 +329,7 @@ def test_a_format_2_store_is_read_as_it_is_and_marked_format_3_when_opened_for_w
     writer = LMDBJobStore(path)
     writer.start(scheduler, "writer")
     assert writer.environment.format_version == 3
+    assert all(contents(writer, "index").values())
     wakeup(writer, scheduler, at(NOW), timedelta(days=1))
     assert {job.next_run_time for job in writer.get_all_jobs()} == {moved_time(at)}
     assert writer.check().ok
