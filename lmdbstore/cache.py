@@ -32,6 +32,8 @@ _STATE_VERSION = 1  # the Job state (Job.__getstate__) whose mapping build_job r
 
 
 _new_tuple = tuple.__new__
+_new_job = Job.__new__
+_modules = sys.modules
 
 
 class CachedState(NamedTuple):
@@ -53,6 +55,8 @@ class CachedState(NamedTuple):
     """The module of that reference."""
     path: tuple[str, ...]
     """The names leading from the module to the callable."""
+    fields: tuple[Any, ...]
+    """The job's attributes that its jobs share (:func:`job_fields`)."""
 
 
 def cache_entry(
@@ -76,6 +80,7 @@ def cache_entry(
         func,
         module,
         path,
+        job_fields(state, func),
     )
     return _new_tuple(CachedState, parts)  # as CachedState(*parts), without its argument handling
 
@@ -104,7 +109,7 @@ def _split(ref: str) -> tuple[str, tuple[str, ...]]:
 
 def _named(module: str, path: tuple[str, ...]) -> Any:
     """What ``module`` and ``path`` name now, among imported modules (``None``: nothing)."""
-    obj = sys.modules.get(module)
+    obj = _modules.get(module)
     for name in path:
         obj = getattr(obj, name, None)
     return obj
@@ -128,7 +133,7 @@ def build_job(cached: CachedState) -> Job:
         kwargs = state["kwargs"].copy()
         for key in lists:
             kwargs[key] = kwargs[key][:]
-    return job_of_state(state, cached.func, cached.next_run_time, args, kwargs)
+    return _job(cached.fields, cached.next_run_time, args, kwargs)
 
 
 def has_job_shape(state: dict[str, Any]) -> bool:
@@ -141,23 +146,46 @@ def has_job_shape(state: dict[str, Any]) -> bool:
     )
 
 
+def job_fields(state: dict[str, Any], func: Any) -> tuple[Any, ...]:
+    """The attributes, other than its arguments and next run time, of the job
+    ``Job.__setstate__`` makes of ``state`` (of :func:`has_job_shape`) and its callable
+    ``func``, as :func:`_job` takes them."""
+    return (
+        state["id"],
+        state["func"],
+        func,
+        state["trigger"],
+        state["executor"],
+        state["name"],
+        state["misfire_grace_time"],
+        state["coalesce"],
+        state["max_instances"],
+    )
+
+
 def job_of_state(
     state: dict[str, Any], func: Any, next_run_time: Any, args: Any, kwargs: Any
 ) -> Job:
     """The job ``Job.__setstate__`` makes of ``state`` (of :func:`has_job_shape`), its
     callable ``func``, with these next run time, arguments and keyword arguments."""
-    job = Job.__new__(Job)
-    job.id = state["id"]
-    job.func_ref = state["func"]
-    job.func = func
-    job.trigger = state["trigger"]
-    job.executor = state["executor"]
+    return _job(job_fields(state, func), next_run_time, args, kwargs)
+
+
+def _job(fields: tuple[Any, ...], next_run_time: Any, args: Any, kwargs: Any) -> Job:
+    job = _new_job(Job)
+    (
+        job.id,
+        job.func_ref,
+        job.func,
+        job.trigger,
+        job.executor,
+        job.name,
+        job.misfire_grace_time,
+        job.coalesce,
+        job.max_instances,
+    ) = fields
     job.args = args
     job.kwargs = kwargs
-    job.name = state["name"]
-    job.misfire_grace_time = state["misfire_grace_time"]
-    job.coalesce = state["coalesce"]
-    job.max_instances = state["max_instances"]
     job.next_run_time = next_run_time
     return job
 
@@ -308,6 +336,9 @@ class StateCache:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: dict[bytes, CachedState] = {}
+        self._seen: tuple[int, dict[bytes, tuple[CachedState, bytes]]] = (-1, {})
+        """The commit that reads found the entries of these jobs current at, and their
+        moves (see :meth:`seen`)."""
 
     def get(self, id_key: bytes, stamp: bytes) -> CachedState | None:
         """The entry of ``id_key`` if it was decoded from the record stamped ``stamp`` and
@@ -316,7 +347,33 @@ class StateCache:
         if entry is None or entry.stamp != stamp:
             return None
         # A decode now would fail if the callable was removed, and differ if it was reloaded.
-        return entry if _named(entry.module, entry.path) is entry.func else None
+        named = _modules.get(entry.module)  # as _named(), inline: this is every warm read
+        for name in entry.path:
+            named = getattr(named, name, None)
+        return entry if named is entry.func else None
+
+    def seen(self, commit: int, id_key: bytes) -> tuple[CachedState, bytes] | None:
+        """The entry and the move of ``id_key``, if a read of the store as of commit
+        ``commit`` (a transaction id) found them (:meth:`see`) and the entry is still one
+        :meth:`get` gives: a read at that same commit sees the same record and move."""
+        at, found = self._seen
+        hit = found.get(id_key) if at == commit else None
+        if hit is None or self.get(id_key, hit[0].stamp) is not hit[0]:
+            return None
+        return hit
+
+    def see(self, commit: int, id_key: bytes, entry: CachedState, move: bytes) -> None:
+        """Note that the store as of commit ``commit`` holds the record of ``entry``
+        (from :meth:`get`) for job ``id_key``, moved by ``move``."""
+        at, found = self._seen
+        if at != commit or len(found) >= max(self.capacity, 1):
+            found = {}
+            self._seen = (commit, found)
+        found[id_key] = (entry, move)
+
+    def forget_seen(self) -> None:
+        """Forget what :meth:`see` noted (before the store's file is opened anew)."""
+        self._seen = (-1, {})
 
     def latest(self, id_key: bytes) -> CachedState | None:
         """The entry of ``id_key`` whatever its stamp (to reuse its serialized body)."""
@@ -338,6 +395,8 @@ class StateCache:
 
     def discard(self, id_key: bytes) -> None:
         self._entries.pop(id_key, None)
+        self._seen[1].pop(id_key, None)
 
     def clear(self) -> None:
         self._entries.clear()
+        self.forget_seen()

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar
@@ -63,29 +64,28 @@ _logger = logging.getLogger(__name__)
 
 class _Gate:
     """Lets any number of threads in at once, until one asks to be alone: then it waits
-    for those inside to leave and keeps the others out until it is done."""
+    for those inside to leave and keeps the others out until it is done. Entering and
+    leaving take no lock while nobody asks to be alone."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._inside = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._inside: deque[None] = deque()  # one item per thread inside (atomic appends)
         self._closed = False
 
     def enter(self) -> None:
-        lock = self._lock
-        lock.acquire()
-        while self._closed:
-            self._cond.wait()
-        self._inside += 1
-        lock.release()
+        self._inside.append(None)
+        if self._closed:  # went in as the gate closed: step out and wait for it to open
+            self.leave()
+            with self._cond:
+                while self._closed:
+                    self._cond.wait()
+                self._inside.append(None)
 
     def leave(self) -> None:
-        lock = self._lock
-        lock.acquire()
-        self._inside -= 1
-        if self._closed and not self._inside:
-            self._cond.notify_all()
-        lock.release()
+        self._inside.pop()
+        if self._closed:
+            with self._cond:
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Wait until nobody is inside, then keep everyone out until :meth:`reopen`."""
@@ -168,8 +168,11 @@ class StoreEnvironment:
             return self._run(operation, write=False)
         gate.enter()
         try:
-            with env.begin() as txn:
+            txn = env.begin()
+            try:
                 return operation(txn)
+            finally:
+                txn.abort()
         except lmdb.MapResizedError:
             pass  # another process grew the map: adopt its size and read again
         except lmdb.Error as exc:

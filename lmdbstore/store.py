@@ -16,7 +16,7 @@ from apscheduler.jobstores.base import BaseJobStore, JobLookupError
 from apscheduler.schedulers.base import STATE_STOPPED
 
 from . import quarantine, table
-from .cache import build_job
+from .cache import CachedState, build_job
 from .codec import EncodedJob, JobCodec
 from .environment import (
     DEFAULT_MAP_SIZE,
@@ -181,6 +181,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._stop_threads()
         with self._lock:
             environment, self._environment = self._environment, None
+        self._codec.cache.forget_seen()  # another file may be there when it opens again
         if environment is not None:
             environment.release()
 
@@ -249,11 +250,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         if self._batch is not None:
             self._flush()
         env = self._environment or self._open()
-        found = env.read(lambda txn: table.current(txn, env, id_key))
+        found = env.read(lambda txn: self._current(txn, env, id_key))
         if found is None:
             return None
-        data, move = found
-        cached = self._codec.cache.get(id_key, record_stamp(data))
+        cached, data, move = found
         if cached is not None:
             job = build_job(cached)
             if move:
@@ -264,6 +264,26 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         row = (id_key, b"", record_stamp(data), move, data, None)
         jobs = self._restore_jobs((row,))
         return jobs[0] if jobs else None
+
+    def _current(
+        self, txn: Transaction, env: StoreEnvironment, id_key: bytes
+    ) -> tuple[CachedState | None, bytes, bytes] | None:
+        """The job ``id_key`` as ``txn`` sees it, if it exists: its cache entry if the
+        cache holds its record (then its record is not read again at the same commit),
+        else ``None`` and its record; and its move."""
+        cache = self._codec.cache
+        commit = txn.id()
+        seen = cache.seen(commit, id_key)
+        if seen is not None:
+            return seen[0], b"", seen[1]
+        found = table.current(txn, env, id_key)
+        if found is None:
+            return None
+        data, move = found
+        cached = cache.get(id_key, record_stamp(data))
+        if cached is not None:
+            cache.see(commit, id_key, cached, move)
+        return cached, data, move
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         if self._in_last_wakeup():

@@ -3,12 +3,14 @@ returned is independent, and a change made anywhere else is always seen."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import jobfuncs
 import pytest
 from apscheduler.job import Job
 from jobfuncs import vanishing_job
@@ -243,3 +245,38 @@ def test_a_scan_of_more_jobs_than_the_cache_holds_leaves_the_cached_jobs_cached(
     assert len(store.get_all_jobs()) == 20
 
     assert cached() == before
+
+
+def test_a_callable_removed_since_a_lookup_is_noticed_by_the_next_one(
+    store: LMDBJobStore, make_job: Callable[..., Job], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing was written in between, yet the job cannot be restored as it was: it is
+    quarantined, as when its record is first read."""
+    store.add_job(make_job("job", func=jobfuncs.vanishing_job))
+    assert store.lookup_job("job") is not None
+
+    monkeypatch.delattr(jobfuncs, "vanishing_job")
+
+    assert store.lookup_job("job") is None
+    assert [entry.job_id for entry in store.get_quarantined_jobs()] == ["job"]
+
+
+def test_a_store_file_replaced_while_the_store_was_shut_down_is_read_anew(
+    tmp_path: Path, scheduler: object, make_job: Callable[..., Job]
+) -> None:
+    """Even when the new file is at the same commit as the old one was."""
+    first, other = LMDBJobStore(tmp_path / "first.lmdb"), LMDBJobStore(tmp_path / "other.lmdb")
+    first.start(scheduler, "first")
+    first.add_job(make_job("job", name="first"))
+    other.add_job(make_job("job", name="other"))
+    looked_up = first.lookup_job("job")
+    assert looked_up is not None and looked_up.name == "first"
+    commits = [store.environment.figures().last_commit for store in (first, other)]
+    assert commits[0] == commits[1]
+    first.shutdown()
+    other.shutdown()
+
+    shutil.copyfile(tmp_path / "other.lmdb" / "data.mdb", tmp_path / "first.lmdb" / "data.mdb")
+
+    looked_up = first.lookup_job("job")
+    assert looked_up is not None and looked_up.name == "other"

@@ -246,6 +246,24 @@ def test_a_wakeup_leaves_alone_a_job_another_writer_moved_since_it_read_it(
     assert lmdb_store.check().ok
 
 
+def test_a_lookup_sees_a_move_another_writer_made_since_the_last_lookup(
+    moved_store: LMDBJobStore, at: Callable[[datetime], datetime]
+) -> None:
+    """The job's record is the same: only its move changed."""
+    before = moved_store.lookup_job("job-3")
+    assert before is not None and before.next_run_time == moved_time(at)
+    env = moved_store.environment
+    elsewhere = at(LATER) + timedelta(days=1)
+    with env.env.begin(write=True) as txn:  # as another process's wakeup would
+        record, move = table.current(txn, env, b"job-3")
+        home, stamp = record_run_key(record), record_stamp(record)
+        table.move(txn, env, b"job-3", stamp, home, move, encode_move(elsewhere))
+
+    after = moved_store.lookup_job("job-3")
+
+    assert after is not None and after.next_run_time == elsewhere
+
+
 def raw_write(store: LMDBJobStore, change: Callable[[Any, Any], object]) -> None:
     """Change the store's LMDB environment past the store (to damage it)."""
     env = store.environment
