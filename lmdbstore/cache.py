@@ -33,16 +33,20 @@ _STATE_VERSION = 1  # the Job state (Job.__getstate__) whose mapping build_job r
 
 _new_tuple = tuple.__new__
 _new_job = Job.__new__
+_TRIGGER_FIELD = 3  # in job_fields()
 _modules = sys.modules
 
 
 class CachedState(NamedTuple):
-    """A decoded record: its stamp, its serialized body, the state that body holds (kept
-    by the cache alone), the job's next run time and its callable."""
+    """A decoded record: its stamp, its serialized body, the parts of the state that body
+    holds (kept by the cache alone), the job's next run time and its callable."""
 
     stamp: bytes
     body: bytes
-    state: dict[str, Any]
+    fields: tuple[Any, ...]
+    """The job's attributes that its jobs share (:func:`job_fields`)."""
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     next_run_time: Any
     args_mutable: bool
     """Whether the arguments hold lists or dicts, which each job gets copies of."""
@@ -55,8 +59,6 @@ class CachedState(NamedTuple):
     """The module of that reference."""
     path: tuple[str, ...]
     """The names leading from the module to the callable."""
-    fields: tuple[Any, ...]
-    """The job's attributes that its jobs share (:func:`job_fields`)."""
 
 
 def cache_entry(
@@ -68,19 +70,22 @@ def cache_entry(
 ) -> CachedState:
     """The entry for a job whose :func:`shareable` state (without its next run time) is
     ``state``, and whose callable, module and attribute path are ``callable_found``. The
-    entry keeps ``state`` itself: nobody else may hold it."""
+    entry keeps the arguments and keyword arguments of ``state`` themselves: nobody else
+    may hold them."""
     func, module, path = callable_found
+    args, kwargs = state["args"], state["kwargs"]
     parts = (
         stamp,
         body,
-        state,
+        job_fields(state, func),
+        args,
+        kwargs,
         next_run_time,
-        _mutable(state["args"]),
-        _flat_lists(state["kwargs"]),
+        _mutable(args),
+        _flat_lists(kwargs),
         func,
         module,
         path,
-        job_fields(state, func),
     )
     return _new_tuple(CachedState, parts)  # as CachedState(*parts), without its argument handling
 
@@ -124,13 +129,12 @@ def private_state(state: dict[str, Any]) -> dict[str, Any]:
 def build_job(cached: CachedState) -> Job:
     """A new job equal to the one ``cached`` was decoded from (what ``Job.__setstate__``
     makes of the state), independent of it wherever a job may change it."""
-    state = cached.state
-    args = fresh(state["args"]) if cached.args_mutable else state["args"]
+    args = fresh(cached.args) if cached.args_mutable else cached.args
     lists = cached.kwargs_lists
     if lists is None:
-        kwargs = fresh(state["kwargs"])
+        kwargs = fresh(cached.kwargs)
     else:
-        kwargs = state["kwargs"].copy()
+        kwargs = cached.kwargs.copy()
         for key in lists:
             kwargs[key] = kwargs[key][:]
     return _job(cached.fields, cached.next_run_time, args, kwargs)
@@ -274,39 +278,29 @@ def shareable(state: dict[str, Any]) -> bool:
     )
 
 
-def same_body(state: dict[str, Any], cached: dict[str, Any]) -> bool:
-    """Whether ``state`` (without its next run time) serializes to the body ``cached`` was
-    decoded from, so that body can be written again as it is."""
-    if state.keys() != cached.keys() or state["trigger"] is not cached["trigger"]:
-        return False
-    for key, value in state.items():
-        kept = cached[key]
-        if value is not kept and not same(value, kept):
-            return False
-    return True
-
-
 def unchanged(job: Job, cached: CachedState) -> bool:
-    """Whether ``job`` would say, less its next run time, what :func:`same_body` says of
-    its state (``Job.__getstate__``) and ``cached``'s, found without making that state."""
+    """Whether ``job``, less its next run time, serializes to the body ``cached`` was
+    decoded from, so that body can be written again as it is: found without making the
+    job's state (``Job.__getstate__``)."""
     func = job.func
     if func is not cached.func or type(func) is MethodType:
         return False  # Job.__getstate__ puts the instance of a bound method in the args
-    state = cached.state
-    if job.trigger is not state["trigger"]:
+    if job.trigger is not cached.fields[_TRIGGER_FIELD]:
         return False
-    for value, key in (
-        (job.id, "id"),
-        (job.func_ref, "func"),
-        (job.executor, "executor"),
-        (job.args, "args"),
-        (job.kwargs, "kwargs"),
-        (job.name, "name"),
-        (job.misfire_grace_time, "misfire_grace_time"),
-        (job.coalesce, "coalesce"),
-        (job.max_instances, "max_instances"),
+    ours = (
+        job.id,
+        job.func_ref,
+        func,
+        job.trigger,
+        job.executor,
+        job.name,
+        job.misfire_grace_time,
+        job.coalesce,
+        job.max_instances,
+    )
+    for value, kept in zip(
+        (*ours, job.args, job.kwargs), (*cached.fields, cached.args, cached.kwargs), strict=True
     ):
-        kept = state[key]
         if value is not kept and not same(value, kept):
             return False
     return True

@@ -19,7 +19,6 @@ from .cache import (
     has_job_shape,
     job_of_state,
     private_state,
-    same_body,
     shareable,
     unchanged,
 )
@@ -100,12 +99,14 @@ class JobCodec:
         serializer = self.serializer
         try:
             cached = self.cache.latest(id_key)
-            if cached is None or not unchanged(job, cached):
+            if cached is not None and not unchanged(job, cached):
+                cached = None
+            if cached is None:
                 state = serializer.job_state(job)
                 del state["next_run_time"]
-                if cached is not None and not same_body(state, cached.state):
-                    cached = None
-            body = serializer.dumps(state) if cached is None else cached.body
+                body = serializer.dumps(state)
+            else:
+                body = cached.body
             next_run_time_bytes = encode_next_run_time(next_run_time)
         except Exception as exc:
             raise JobSerializationError(job.id, exc) from exc

@@ -8,7 +8,7 @@ from typing import Any
 
 from .environment import DEFAULT_MAP_SIZE, Durability
 
-DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_LEASE = 30.0
 MAX_LEASE = 86_400
 MIN_MAP_SIZE = 1024 * 1024

@@ -78,7 +78,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     :param readonly: open the store for reading only; writes raise
         :class:`~lmdbstore.ReadOnlyStoreError`
     :param cache_size: how many decoded jobs to keep in memory, so that a job unchanged
-        since this process last read or wrote it is not unpickled again (0: none)
+        since this process last read or wrote it is not unpickled again (0: none); each
+        takes about as much memory as the job itself
     :param group_commit: commit the writes of each scheduler wakeup together
     :param lease: seconds for which a scheduler's wakeup holds the jobs it takes, so that
         several schedulers (in several processes) can share the store and each run time
