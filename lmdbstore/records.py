@@ -85,7 +85,9 @@ def decode_next_run_time(data: bytes) -> datetime | None:
         if len(_zones) >= _ZONES_KEPT:
             _zones.clear()
         zone = _zones[zone_bytes] = pickle.loads(zone_bytes)
-    return datetime(year, month, day, hour, minute, second, microsecond, zone, fold=fold)
+    if fold:  # a keyword argument costs more than all the others
+        return datetime(year, month, day, hour, minute, second, microsecond, zone, fold=1)
+    return datetime(year, month, day, hour, minute, second, microsecond, zone)
 
 
 def _stamp_counter() -> Iterator[int]:

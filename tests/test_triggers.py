@@ -18,7 +18,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from lmdbstore.triggers import compact_state, restored_state
+from lmdbstore import triggers
+from lmdbstore.triggers import compact_state, restored_state, slots_known
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -108,6 +109,42 @@ def test_a_compact_form_restores_the_same_class_with_an_equal_state(
     restored = stored({"id": "a", "trigger": trigger})["trigger"]
     assert type(restored) is type(trigger)
     assert parts(restored) == parts(pickled(trigger))
+
+
+def slot_values(trigger: BaseTrigger) -> dict[str, Any]:
+    """Every attribute of ``trigger``, and of its datetimes the zone object and fold."""
+    names = type(trigger).__slots__
+    values = {
+        name: getattr(trigger, name) for name in ([names] if isinstance(names, str) else names)
+    }
+    for name, value in list(values.items()):
+        if isinstance(value, datetime):
+            values[f"{name} zone, fold"] = (value.tzinfo, value.fold)
+    return values
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["slots set directly", "__setstate__"])
+@pytest.mark.parametrize("trigger", COMPACT.values(), ids=COMPACT.keys())
+def test_a_compact_form_restores_every_attribute_pickle_restores(
+    trigger: BaseTrigger, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set directly (while APScheduler's classes have the slots the store knows) or
+    through ``__setstate__`` (if a version of APScheduler changes them)."""
+    monkeypatch.setattr(triggers, "_DIRECT", direct)
+    restored = stored({"id": "a", "trigger": trigger})["trigger"]
+    assert slot_values(restored) == slot_values(pickled(trigger))
+
+
+def test_the_slots_are_set_directly_only_while_they_are_those_the_store_knows() -> None:
+    class Wider(IntervalTrigger):
+        __slots__ = ("extra",)
+
+    names = ("timezone", "start_date", "end_date", "interval", "interval_length", "jitter")
+    assert slots_known(IntervalTrigger, names)
+    assert not slots_known(IntervalTrigger, names[:-1])
+    assert not slots_known(Wider, ("extra",))
+    assert slots_known(DateTrigger, ("run_date",))
+    assert triggers._DIRECT  # APScheduler 3.11's triggers
 
 
 @pytest.mark.parametrize("trigger", PLAIN.values(), ids=PLAIN.keys())
