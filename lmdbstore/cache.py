@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from operator import is_
 from types import MethodType
 from typing import Any, NamedTuple
 
@@ -298,12 +299,15 @@ def unchanged(job: Job, cached: CachedState) -> bool:
         job.coalesce,
         job.max_instances,
     )
-    for value, kept in zip(
-        (*ours, job.args, job.kwargs), (*cached.fields, cached.args, cached.kwargs), strict=True
-    ):
-        if value is not kept and not same(value, kept):
-            return False
-    return True
+    fields = cached.fields
+    if not all(map(is_, ours, fields)):  # jobs built from the cache share its objects
+        for value, kept in zip(ours, fields, strict=True):
+            if value is not kept and not same(value, kept):
+                return False
+    args, kwargs = job.args, job.kwargs
+    return (args is cached.args or same(args, cached.args)) and (
+        kwargs is cached.kwargs or same(kwargs, cached.kwargs)
+    )
 
 
 class CallableReferences:
