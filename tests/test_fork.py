@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from stress.worker import MAP_SIZE, Report, run_threads
 from stress.workload import Model, contents, make_job, make_scheduler, populate
 
 from lmdbstore import LMDBJobStore
+from lmdbstore.environment import _Gate
 from lmdbstore.inspection import read_stats
 
 FORKS = ["os.fork", "multiprocessing fork"]
@@ -146,3 +148,58 @@ def test_fork_while_other_threads_read_and_write(
     for index in range(len(exit_codes)):
         assert set(child_job_ids(f"child{index}-", 5)) <= found.keys()
     assert store.check().ok
+
+
+@pytest.mark.timeout(30)
+def test_the_gate_a_fork_closes_waits_for_the_calls_inside_and_keeps_new_ones_out() -> None:
+    """Every LMDB call of the store goes through this gate; a fork (or a map resize)
+    closes it: it must wait for the calls in flight, and let none start until it reopens."""
+    gate = _Gate()
+    gate.enter()
+    gate.enter()  # calls go in together
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (gate.close(), closed.set()), daemon=True)
+    closer.start()
+    assert not closed.wait(0.2)
+    gate.leave()
+    assert not closed.wait(0.1)
+    gate.leave()
+    assert closed.wait(5)
+    entered = threading.Event()
+    newcomer = threading.Thread(
+        target=lambda: (gate.enter(), entered.set(), gate.leave()), daemon=True
+    )
+    newcomer.start()
+    assert not entered.wait(0.2)
+    gate.reopen()
+    assert entered.wait(5)
+    closer.join()
+    newcomer.join()
+
+
+@pytest.mark.timeout(30)  # a gate that lets threads in while closed may never close
+def test_nobody_is_inside_the_gate_while_it_is_closed_however_threads_race() -> None:
+    gate = _Gate()
+    inside = []  # one item per thread inside (appends and pops are atomic)
+    seen_inside_while_closed = []
+    stop = threading.Event()
+
+    def call() -> None:
+        while not stop.is_set():
+            gate.enter()
+            inside.append(None)
+            time.sleep(0.0001)  # as an LMDB call takes a while
+            inside.pop()
+            gate.leave()
+
+    threads = [threading.Thread(target=call, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(300):
+        with gate.alone():
+            seen_inside_while_closed.append(len(inside))
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    assert seen_inside_while_closed == [0] * 300
