@@ -280,3 +280,44 @@ def test_a_store_file_replaced_while_the_store_was_shut_down_is_read_anew(
 
     looked_up = first.lookup_job("job")
     assert looked_up is not None and looked_up.name == "other"
+
+
+def test_an_update_from_a_stale_cache_entry_writes_the_updated_job_not_the_stored_body(
+    tmp_path: Path, scheduler: object, make_job: Callable[..., Job]
+) -> None:
+    """A job unchanged since this process read it is written with the body of the record
+    it read, taken from the store; if another writer replaced that record meanwhile, the
+    job's own state is written (the last write wins, as in every APScheduler store)."""
+    ours, theirs = (LMDBJobStore(tmp_path / "jobs.lmdb") for _ in range(2))
+    ours.start(scheduler, "ours")
+    ours.add_job(make_job("job", datetime(2030, 1, 1), name="ours"))
+    job = ours.lookup_job("job")
+    assert job is not None
+    other = theirs.lookup_job("job")
+    assert other is not None
+    other._modify(name="theirs")
+    theirs.update_job(other)
+
+    job._modify(next_run_time=job.next_run_time + timedelta(days=1))
+    ours.update_job(job)
+
+    stored = LMDBJobStore(ours.path, cache_size=0).lookup_job("job")
+    assert stored is not None
+    assert (stored.name, stored.next_run_time) == ("ours", job.next_run_time)
+
+
+def test_a_job_added_again_from_a_stale_cache_entry_is_stored_whole(
+    tmp_path: Path, scheduler: object, make_job: Callable[..., Job]
+) -> None:
+    ours, theirs = (LMDBJobStore(tmp_path / "jobs.lmdb") for _ in range(2))
+    ours.start(scheduler, "ours")
+    ours.add_job(make_job("job", datetime(2030, 1, 1), args=(1, [2]), name="ours"))
+    job = ours.lookup_job("job")
+    assert job is not None
+    theirs.remove_job("job")
+
+    ours.add_job(job)
+
+    stored = LMDBJobStore(ours.path, cache_size=0).lookup_job("job")
+    assert stored is not None
+    assert (stored.name, stored.args) == ("ours", (1, [2]))
