@@ -197,6 +197,11 @@ class StoreEnvironment:
             info["map_size"], (info["last_pgno"] + 1) * page_size, info["last_txnid"]
         )
 
+    def commits(self) -> tuple[int, int]:
+        """The id of the last commit that a read transaction begun now sees, and of the last
+        commit in the file: the second is ahead while a commit is finishing."""
+        return self.read(lambda txn: int(txn.id())), self.figures().last_commit
+
     def write(self, operation: Callable[[Transaction], T]) -> T:
         """Run ``operation`` in one write transaction, commit it durably (as the
         durability setting promises) and return what it returns.

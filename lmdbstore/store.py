@@ -171,7 +171,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
             self._watcher = ChangeWatcher(
                 os.path.join(env.path, "data.mdb"),
-                lambda: env.figures().last_commit,
+                env.commits,
                 self._is_own_commit,
                 wakeup,
             )
@@ -238,8 +238,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return result
 
     def _is_own_commit(self, txn_id: int) -> bool:
+        """Whether this store made commit ``txn_id``; the watcher asks of each commit once,
+        in order, so the ids before it that are still noted will never be asked of."""
+        own = self._own_commits
+        if len(own) > 1:
+            own.difference_update([noted for noted in tuple(own) if noted < txn_id])
         try:
-            self._own_commits.remove(txn_id)
+            own.remove(txn_id)
         except KeyError:
             return False
         return True

@@ -5,6 +5,10 @@ a change goes through the scheduler itself. A job added by another process would
 for that. :class:`ChangeWatcher` watches the store's data file with Linux inotify (no
 CPU at all while nothing changes; elsewhere it polls 10 times a second) and calls
 ``wakeup`` when a transaction it did not make itself was committed.
+
+A commit writes the file before readers see it: its new meta page is in the file (and its
+write event sent) a moment before LMDB lets new read transactions begin at it. The watcher
+goes by what readers see, and waits out a commit it finds in the file but not yet there.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 
 _IN_MODIFY = 0x00000002
 _POLL_SECONDS = 0.1
 _SETTLE_SECONDS = 0.005
+_FINISH_SECONDS = 1.0  # at most this long for a commit in the file to reach readers
 _logger = logging.getLogger(__name__)
 
 
@@ -41,7 +47,8 @@ class ChangeWatcher:
     """A daemon thread calling ``wakeup`` after each commit by someone else.
 
     :param data_file: the file every commit writes (LMDB's ``data.mdb``)
-    :param last_commit: returns the id of the last committed transaction
+    :param commits: returns the id of the last commit that read transactions see, and of
+        the last one in the file (ahead of the first while a commit is finishing)
     :param is_own: whether the transaction with this id was committed by the watcher's
         own store (the scheduler knows of those already)
     """
@@ -49,14 +56,14 @@ class ChangeWatcher:
     def __init__(
         self,
         data_file: str,
-        last_commit: Callable[[], int],
+        commits: Callable[[], tuple[int, int]],
         is_own: Callable[[int], bool],
         wakeup: Callable[[], None],
     ) -> None:
-        self._last_commit = last_commit
+        self._commits = commits
         self._is_own = is_own
         self._wakeup = wakeup
-        self._seen = last_commit()
+        self._seen = commits()[0]
         self._inotify = _inotify_fd(data_file)
         self._stop_read, self._stop_write = os.pipe()
         self._thread = threading.Thread(target=self._run, name="lmdbstore-watcher", daemon=True)
@@ -98,8 +105,12 @@ class ChangeWatcher:
             pass
 
     def _check(self) -> None:
-        last = self._last_commit()
-        changed = any(not self._is_own(txn) for txn in range(self._seen + 1, last + 1))
-        self._seen = last
-        if changed:
+        visible, written = self._commits()
+        deadline = time.monotonic() + _FINISH_SECONDS
+        while visible < written and time.monotonic() < deadline:
+            threading.Event().wait(_SETTLE_SECONDS)  # a commit is finishing
+            visible, written = self._commits()
+        foreign = [txn for txn in range(self._seen + 1, visible + 1) if not self._is_own(txn)]
+        self._seen = visible
+        if foreign:
             self._wakeup()
