@@ -24,17 +24,14 @@ from apscheduler.job import Job
 from apscheduler.util import ref_to_obj
 
 _ATOMS = frozenset({type(None), bool, int, float, str, bytes})
-_STATE_KEYS = frozenset(  # Job.__getstate__ less next_run_time
-    {"version", "id", "func", "trigger", "executor", "args", "kwargs", "name"}
-    | {"misfire_grace_time", "coalesce", "max_instances"}
-)
 _TRIGGER_MODULE = "apscheduler.triggers."
-_STATE_VERSION = 1  # the Job state (Job.__getstate__) whose mapping build_job repeats
-
+_trigger_classes: set[type] = set()
+"""The classes of APScheduler's own triggers met so far."""
 
 _new_tuple = tuple.__new__
 _new_job = Job.__new__
-_TRIGGER_FIELD = 3  # in job_fields()
+_FIELDS = 8  # the job parts (serializers.JOB_PARTS) before its arguments
+_TRIGGER_FIELD = 2
 _modules = sys.modules
 
 
@@ -45,7 +42,8 @@ class CachedState(NamedTuple):
     stamp: bytes
     body: bytes
     fields: tuple[Any, ...]
-    """The job's attributes that its jobs share (:func:`job_fields`)."""
+    """The job's parts before its arguments (``serializers.JOB_PARTS``), which its jobs
+    share."""
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     next_run_time: Any
@@ -65,30 +63,66 @@ class CachedState(NamedTuple):
 def cache_entry(
     stamp: bytes,
     body: bytes,
-    state: dict[str, Any],
+    parts: tuple[Any, ...],
     next_run_time: Any,
     callable_found: tuple[Any, str, tuple[str, ...]],
-) -> CachedState:
-    """The entry for a job whose :func:`shareable` state (without its next run time) is
-    ``state``, and whose callable, module and attribute path are ``callable_found``. The
-    entry keeps the arguments and keyword arguments of ``state`` themselves: nobody else
-    may hold them."""
+    copy: bool = False,
+) -> CachedState | None:
+    """The entry for a job of ``parts`` (``serializers.JOB_PARTS``, its trigger restored)
+    with this next run time, and whose callable, module and attribute path are
+    ``callable_found``; ``None`` unless jobs built from it may share its parts (given their
+    own copies of its lists and dicts). The entry keeps the arguments and keyword arguments
+    of ``parts`` themselves unless ``copy``: nobody else may hold them then."""
+    job_id, _ref, trigger, executor, name, grace_time, coalesce, most, args, kwargs = parts
+    if not (
+        type(job_id) is str
+        and type(executor) is str
+        and type(name) is str
+        and type(grace_time) in _ATOMS
+        and type(coalesce) is bool
+        and type(most) is int
+        and type(args) is tuple
+        and type(kwargs) is dict
+        and _own_trigger(type(trigger))
+    ):
+        return None
+    if _ATOMS.issuperset(map(type, args)):
+        args_mutable = False
+    elif _plain_items(args):
+        args_mutable = _mutable(args)
+    else:
+        return None
+    lists = _flat_lists(kwargs)
+    if not (_ATOMS.issuperset(map(type, kwargs)) if lists is not None else _plain(kwargs)):
+        return None
+    if copy:
+        args = fresh(args) if args_mutable else args
+        kwargs = fresh(kwargs)
     func, module, path = callable_found
-    args, kwargs = state["args"], state["kwargs"]
-    parts = (
+    entry = (
         stamp,
         body,
-        job_fields(state, func),
+        parts[:_FIELDS],
         args,
         kwargs,
         next_run_time,
-        _mutable(args),
-        _flat_lists(kwargs),
+        args_mutable,
+        lists,
         func,
         module,
         path,
     )
-    return _new_tuple(CachedState, parts)  # as CachedState(*parts), without its argument handling
+    return _new_tuple(CachedState, entry)  # as CachedState(*entry), without its argument handling
+
+
+def _own_trigger(cls: type) -> bool:
+    """Whether ``cls`` is one of APScheduler's own triggers (which never change in place)."""
+    if cls in _trigger_classes:
+        return True
+    if not cls.__module__.startswith(_TRIGGER_MODULE):
+        return False
+    _trigger_classes.add(cls)
+    return True
 
 
 def _flat_lists(kwargs: dict[str, Any]) -> tuple[str, ...] | None:
@@ -121,12 +155,6 @@ def _named(module: str, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def private_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``state`` (made by someone else's job) that shares none of its lists and
-    dicts, fit for :func:`cache_entry`."""
-    return {**state, "args": fresh(state["args"]), "kwargs": fresh(state["kwargs"])}
-
-
 def build_job(cached: CachedState) -> Job:
     """A new job equal to the one ``cached`` was decoded from (what ``Job.__setstate__``
     makes of the state), independent of it wherever a job may change it."""
@@ -138,50 +166,21 @@ def build_job(cached: CachedState) -> Job:
         kwargs = cached.kwargs.copy()
         for key in lists:
             kwargs[key] = kwargs[key][:]
-    return _job(cached.fields, cached.next_run_time, args, kwargs)
+    return _job(cached.fields, cached.func, cached.next_run_time, args, kwargs)
 
 
-def has_job_shape(state: dict[str, Any]) -> bool:
-    """Whether ``state`` is what ``Job.__getstate__`` (less the next run time) makes, of
-    a job whose callable has a textual reference: what :func:`job_of_state` takes."""
-    return (
-        state.keys() == _STATE_KEYS
-        and state["version"] == _STATE_VERSION
-        and type(state["func"]) is str
-    )
+def job_of_parts(parts: tuple[Any, ...], func: Any, next_run_time: Any) -> Job:
+    """The job ``Job.__setstate__`` makes of the state of ``parts``
+    (``serializers.JOB_PARTS``, its trigger restored), with its callable ``func`` and this
+    next run time; the job takes the arguments and keyword arguments of ``parts``."""
+    return _job(parts[:_FIELDS], func, next_run_time, parts[_FIELDS], parts[_FIELDS + 1])
 
 
-def job_fields(state: dict[str, Any], func: Any) -> tuple[Any, ...]:
-    """The attributes, other than its arguments and next run time, of the job
-    ``Job.__setstate__`` makes of ``state`` (of :func:`has_job_shape`) and its callable
-    ``func``, as :func:`_job` takes them."""
-    return (
-        state["id"],
-        state["func"],
-        func,
-        state["trigger"],
-        state["executor"],
-        state["name"],
-        state["misfire_grace_time"],
-        state["coalesce"],
-        state["max_instances"],
-    )
-
-
-def job_of_state(
-    state: dict[str, Any], func: Any, next_run_time: Any, args: Any, kwargs: Any
-) -> Job:
-    """The job ``Job.__setstate__`` makes of ``state`` (of :func:`has_job_shape`), its
-    callable ``func``, with these next run time, arguments and keyword arguments."""
-    return _job(job_fields(state, func), next_run_time, args, kwargs)
-
-
-def _job(fields: tuple[Any, ...], next_run_time: Any, args: Any, kwargs: Any) -> Job:
+def _job(fields: tuple[Any, ...], func: Any, next_run_time: Any, args: Any, kwargs: Any) -> Job:
     job = _new_job(Job)
     (
         job.id,
         job.func_ref,
-        job.func,
         job.trigger,
         job.executor,
         job.name,
@@ -189,6 +188,7 @@ def _job(fields: tuple[Any, ...], next_run_time: Any, args: Any, kwargs: Any) ->
         job.coalesce,
         job.max_instances,
     ) = fields
+    job.func = func
     job.args = args
     job.kwargs = kwargs
     job.next_run_time = next_run_time
@@ -260,25 +260,6 @@ def same(a: Any, b: Any) -> bool:
     return kind in _ATOMS and bool(a == b)
 
 
-def shareable(state: dict[str, Any]) -> bool:
-    """Whether jobs built from ``state`` (without its next run time) may share its parts,
-    given their own copies of its lists and dicts."""
-    return (
-        has_job_shape(state)
-        and type(state["id"]) is str
-        and type(state["executor"]) is str
-        and type(state["name"]) is str
-        and type(state["misfire_grace_time"]) in _ATOMS
-        and type(state["coalesce"]) is bool
-        and type(state["max_instances"]) is int
-        and type(state["args"]) is tuple
-        and type(state["kwargs"]) is dict
-        and type(state["trigger"]).__module__.startswith(_TRIGGER_MODULE)
-        and _plain_items(state["args"])
-        and _plain(state["kwargs"])
-    )
-
-
 def unchanged(job: Job, cached: CachedState) -> bool:
     """Whether ``job``, less its next run time, serializes to the body ``cached`` was
     decoded from, so that body can be written again as it is: found without making the
@@ -291,7 +272,6 @@ def unchanged(job: Job, cached: CachedState) -> bool:
     ours = (
         job.id,
         job.func_ref,
-        func,
         job.trigger,
         job.executor,
         job.name,
@@ -378,8 +358,8 @@ class StateCache:
         return self._entries.get(id_key)
 
     def put(self, id_key: bytes, entry: CachedState) -> None:
-        """Keep ``entry``; its state and attributes must be :func:`shareable`, and no
-        longer changed by anyone (copy a caller's keyword arguments first)."""
+        """Keep ``entry`` (of :func:`cache_entry`); its parts must no longer be changed by
+        anyone."""
         if not self.capacity:
             return
         entries = self._entries

@@ -16,10 +16,7 @@ from .cache import (
     build_job,
     cache_entry,
     found_callable,
-    has_job_shape,
-    job_of_state,
-    private_state,
-    shareable,
+    job_of_parts,
     unchanged,
 )
 from .errors import JobSerializationError, SerializerMismatchError
@@ -31,7 +28,7 @@ from .records import (
     new_stamp,
     record_stamp,
 )
-from .serializers import SERIALIZER_NAMES, Serializer
+from .serializers import SERIALIZER_NAMES, Serializer, parts_of_state
 from .table import Row
 
 _new_tuple = tuple.__new__
@@ -122,21 +119,12 @@ class JobCodec:
             full_id if len(full_id) > MAX_JOB_ID_KEY_SIZE else b"",
         )
         entry: CachedState | None = None
-        if (
-            cached is None
-            and keep
-            and self.cache.capacity
-            and job.args is state["args"]  # not a bound method, whose instance joins args
-            and job.func_ref == state["func"]
-            and shareable(state)
-        ):
-            entry = cache_entry(
-                stamp,
-                body,
-                private_state(state),
-                next_run_time,
-                found_callable(job.func, job.func_ref),
-            )
+        # Not for a bound method, whose instance joins the args in the state.
+        if cached is None and keep and self.cache.capacity and job.args is state["args"]:
+            parts = parts_of_state(state)
+            if parts is not None and parts[1] == job.func_ref:
+                found = found_callable(job.func, job.func_ref)
+                entry = cache_entry(stamp, body, parts, next_run_time, found, copy=True)
         move = run_key + next_run_time_bytes
         return _new_tuple(EncodedJob, (job.id, id_key, record, entry, cached, move, next_run_time))
 
@@ -200,14 +188,14 @@ class JobCodec:
         if record.serializer_tag != serializer.tag:
             written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
             raise SerializerMismatchError(self._path, written, serializer.name)
-        state = serializer.loads(record.body)
+        parts = serializer.load_parts(record.body)
         next_run_time = decode_next_run_time(record.next_run_time)
-        if keep and self.cache.capacity and shareable(state):
-            found = self._references.resolve(state["func"])
-            entry = cache_entry(record.stamp, record.body, state, next_run_time, found)
-            self.cache.put(id_key, entry)
-            return build_job(entry)
-        if has_job_shape(state):  # the job may have this state's parts: nobody else does
-            func = self._references.resolve(state["func"])[0]
-            return job_of_state(state, func, next_run_time, state["args"], state["kwargs"])
-        return serializer.build_job({**state, "next_run_time": next_run_time})
+        if isinstance(parts, dict):
+            return serializer.build_job({**parts, "next_run_time": next_run_time})
+        found = self._references.resolve(parts[1])
+        if keep and self.cache.capacity:
+            entry = cache_entry(record.stamp, record.body, parts, next_run_time, found)
+            if entry is not None:
+                self.cache.put(id_key, entry)
+                return build_job(entry)
+        return job_of_parts(parts, found[0], next_run_time)  # nobody else has these parts

@@ -43,11 +43,13 @@ T = TypeVar("T")
 Transaction: TypeAlias = Any
 Durability = Literal["full", "relaxed"]
 
-FORMAT_VERSION = 3
-"""The store format this version of lmdbstore writes and reads. Format 3 added the move
-entries of rescheduled jobs and the values of index entries (see table.py); a format 2
-store is read as it is, and upgraded when first opened for writing. Format 1 was that of
-development versions before 0.1.0 (next run times and triggers in slower encodings)."""
+FORMAT_VERSION = 4
+"""The store format this version of lmdbstore writes and reads. Format 4 serializes job
+states as tuples (see serializers.py); format 3 added the move entries of rescheduled jobs
+and the values of index entries (see table.py). A format 2 or 3 store is read as it is,
+and upgraded when first opened for writing (its records stay as they are until rewritten).
+Format 1 was that of development versions before 0.1.0 (next run times and triggers in
+slower encodings)."""
 _OLDEST_READ_FORMAT = 2
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -385,18 +387,19 @@ class StoreEnvironment:
             self.format_version = int(found)
             if self.format_version > FORMAT_VERSION:
                 raise NewerFormatError(self.path, self.format_version, FORMAT_VERSION)
-            if self.format_version == _OLDEST_READ_FORMAT and not self.readonly:
-                from .table import stamp_index  # the table's layout, which needs this module
-
-                stamp_index(txn, dbs[0], dbs[1])
-                txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
-                self.format_version = FORMAT_VERSION
             if self.format_version < _OLDEST_READ_FORMAT:
                 raise StorePathError(
                     self.path,
                     f"has format version {self.format_version}, that of a development "
                     f"version before lmdbstore 0.1.0, which this version does not read",
                 )
+            if self.format_version < FORMAT_VERSION and not self.readonly:
+                if self.format_version == _OLDEST_READ_FORMAT:
+                    from .table import stamp_index  # the table's layout: needs this module
+
+                    stamp_index(txn, dbs[0], dbs[1])
+                txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
+                self.format_version = FORMAT_VERSION
             serializer = txn.get(_SERIALIZER_KEY, db=meta)
             self.serializer_name = serializer.decode() if serializer else ""
         self.jobs, self.index, self.meta, self.quarantine = dbs

@@ -36,7 +36,7 @@ from .records import (
     record_job_id,
     record_run_key,
 )
-from .serializers import SERIALIZER_NAMES, Serializer
+from .serializers import SERIALIZER_NAMES, Serializer, state_of_body
 from .store import LMDBJobStore
 from .triggers import restored_state
 
@@ -99,7 +99,7 @@ class _TolerantUnpickler(pickle.Unpickler):
 
 
 def _tolerant_loads(data: bytes) -> Any:
-    return _TolerantUnpickler(io.BytesIO(data)).load()
+    return state_of_body(_TolerantUnpickler(io.BytesIO(data)).load())
 
 
 def load_state(

@@ -2,16 +2,21 @@
 
 The storage layer sees only bytes; a serializer owns everything between a
 :class:`~apscheduler.job.Job` and those bytes.
+
+A state of the shape ``Job.__getstate__`` makes (its version 1, a callable with a textual
+reference) is serialized as the tuple of its :data:`JOB_PARTS` (since store format 4):
+quicker to restore than a dict, and smaller. Any other state is serialized as it is.
 """
 
 from __future__ import annotations
 
 import pickle
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from apscheduler.job import Job
 
-from .triggers import compact_state, restored_state
+from .triggers import compact_state, restored_state, restored_trigger
 
 
 def _stored_by_value() -> None:
@@ -20,6 +25,49 @@ def _stored_by_value() -> None:
 
 _BY_VALUE_REF = f"{__name__}:{_stored_by_value.__name__}"
 _JOB_SLOTS = tuple(name for name in Job.__slots__ if name != "__weakref__")
+
+JOB_PARTS = (
+    *("id", "func", "trigger", "executor", "name", "misfire_grace_time", "coalesce"),
+    *("max_instances", "args", "kwargs"),
+)
+"""The parts of a job state (``Job.__getstate__`` less its version and next run time) in
+the order of a serialized tuple."""
+_STATE_VERSION = 1  # the Job state version whose parts JOB_PARTS names
+_STATE_KEYS = frozenset({"version", *JOB_PARTS})
+_get_parts = itemgetter(*JOB_PARTS)
+
+
+def parts_of_state(state: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The :data:`JOB_PARTS` of ``state``, if it is of the shape ``Job.__getstate__``
+    makes (less its next run time) with a textual reference to its callable."""
+    if (
+        state.keys() != _STATE_KEYS
+        or state["version"] != _STATE_VERSION
+        or type(state["func"]) is not str
+    ):
+        return None
+    return _get_parts(state)  # type: ignore[no-any-return]
+
+
+def state_of_body(obj: Any) -> Any:
+    """The job state (less its next run time) that ``obj``, a serialized body restored,
+    stands for: a dict if it is one."""
+    if type(obj) is not tuple or len(obj) != len(JOB_PARTS):
+        return obj
+    job_id, func, trigger, executor, name, grace_time, coalesce, most, args, kwargs = obj
+    return {  # in the order of Job.__getstate__
+        "version": _STATE_VERSION,
+        "id": job_id,
+        "func": func,
+        "trigger": trigger,
+        "executor": executor,
+        "args": args,
+        "kwargs": kwargs,
+        "name": name,
+        "misfire_grace_time": grace_time,
+        "coalesce": coalesce,
+        "max_instances": most,
+    }
 
 
 class Serializer:
@@ -49,13 +97,29 @@ class Serializer:
         self.pickle_protocol = pickle_protocol
 
     def dumps(self, state: dict[str, Any]) -> bytes:
-        """Serialize a job's ``state`` (made by :meth:`job_state`); raises whatever
-        pickling raises."""
-        return self._dumps(compact_state(state))
+        """Serialize a job's ``state`` (made by :meth:`job_state`, less its next run time);
+        raises whatever pickling raises."""
+        compact = compact_state(state)
+        parts = parts_of_state(compact)
+        return self._dumps(compact if parts is None else parts)
 
     def loads(self, data: bytes) -> dict[str, Any]:
         """Deserialize a state :meth:`dumps` made; raises whatever unpickling raises."""
-        return restored_state(pickle.loads(data))
+        return restored_state(state_of_body(pickle.loads(data)))
+
+    def load_parts(self, data: bytes) -> tuple[Any, ...] | dict[str, Any]:
+        """Deserialize a state :meth:`dumps` made: its :data:`JOB_PARTS` if it has them
+        (:func:`parts_of_state`), else the state itself. Raises whatever unpickling
+        raises, or :class:`ValueError` for a trigger in a compact form no version made."""
+        obj = pickle.loads(data)
+        if type(obj) is tuple:  # written so, since format 4
+            job_id, func, trigger, *rest = obj
+            if type(trigger) is tuple:
+                return (job_id, func, restored_trigger(trigger), *rest)
+            return obj
+        state = restored_state(obj)
+        parts = parts_of_state(state)
+        return state if parts is None else parts
 
     def _dumps(self, obj: object) -> bytes:
         return pickle.dumps(obj, self.pickle_protocol)

@@ -7,7 +7,7 @@ trigger whose time zones are ``zoneinfo`` zones or UTC) is kept in a job's seria
 state as a tuple of plain numbers, strings and bytes instead, which pickle restores with
 no lookup. Restoring that tuple gives a trigger of the same class with an equal state.
 
-These tuples are part of the record format (store format 2).
+These tuples are part of the record format (since store format 2).
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ def compact_state(state: dict[str, Any]) -> dict[str, Any]:
     except _Unencodable:
         return state
     return {**state, "trigger": compact}
+
+
+def restored_trigger(trigger: Any) -> Any:
+    """``trigger`` restored, if it is in compact form (serialized and restored); else
+    ``trigger`` itself.
+
+    :raises ValueError: if it is a compact form this module does not make
+    """
+    return _restore(trigger) if type(trigger) is tuple else trigger
 
 
 def restored_state(state: dict[str, Any]) -> dict[str, Any]:

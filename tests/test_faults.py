@@ -42,6 +42,7 @@ from stress.workload import (
 )
 
 from lmdbstore import (
+    FORMAT_VERSION,
     JobSerializationError,
     LMDBJobStore,
     NewerFormatError,
@@ -516,13 +517,14 @@ def test_a_store_written_by_a_newer_format(store_path: Path) -> None:
     store = LMDBJobStore(store_path)
     expected = populate(store, 5, "kept-")
     store.shutdown()
-    _set_format(store_path, b"4")
+    newer = FORMAT_VERSION + 1
+    _set_format(store_path, str(newer).encode())
 
-    with pytest.raises(NewerFormatError, match="has format version 4") as refusal:
+    with pytest.raises(NewerFormatError, match=f"has format version {newer}") as refusal:
         LMDBJobStore(store_path)
 
     assert str(store_path) in str(refusal.value)
-    _set_format(store_path, b"3")
+    _set_format(store_path, str(FORMAT_VERSION).encode())
     store = LMDBJobStore(store_path)
     assert contents(store) == expected
     store.shutdown()

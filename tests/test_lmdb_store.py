@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from conftest import dummy_job, localize
 
 from lmdbstore import (
+    FORMAT_VERSION,
     JobSerializationError,
     LMDBJobStore,
     NewerFormatError,
@@ -814,7 +815,7 @@ def test_a_store_of_a_newer_format_is_refused_naming_path_and_versions_and_left_
     message = str(refused.value)
     assert os.path.realpath(filled_store.path) in message
     assert "format version 99" in message
-    assert "reads format 3 at most" in message
+    assert f"reads format {FORMAT_VERSION} at most" in message
     assert hashlib.sha256(data.read_bytes()).digest() == digest
 
 

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from conftest import localize
 
-from lmdbstore import LMDBJobStore, table
+from lmdbstore import FORMAT_VERSION, LMDBJobStore, table
 from lmdbstore.inspection import read_job, read_jobs, read_quarantined
 from lmdbstore.keys import encode_job_id, encode_run_time, index_key
 from lmdbstore.records import encode_move, record_run_key, record_stamp
@@ -321,7 +321,7 @@ def test_check_finds_a_damaged_move_or_index_value_and_repair_mends_it(
     assert set(times.values()) == {moved_time(at)}
 
 
-def test_a_format_2_store_is_read_as_it_is_and_marked_format_3_when_opened_for_writing(
+def test_a_format_2_store_is_read_as_it_is_and_upgraded_when_opened_for_writing(
     lmdb_store: LMDBJobStore,
     make_job: MakeJob,
     scheduler: BackgroundScheduler,
@@ -346,7 +346,7 @@ def test_a_format_2_store_is_read_as_it_is_and_marked_format_3_when_opened_for_w
     reader.shutdown()
     writer = LMDBJobStore(path)
     writer.start(scheduler, "writer")
-    assert writer.environment.format_version == 3
+    assert writer.environment.format_version == FORMAT_VERSION
     assert all(contents(writer, "index").values())
     wakeup(writer, scheduler, at(NOW), timedelta(days=1))
     assert {job.next_run_time for job in writer.get_all_jobs()} == {moved_time(at)}
