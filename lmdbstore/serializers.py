@@ -54,7 +54,7 @@ def state_of_body(obj: Any) -> Any:
     stands for: a dict if it is one."""
     if type(obj) is not tuple or len(obj) != len(JOB_PARTS):
         return obj
-    job_id, func, trigger, executor, name, grace_time, coalesce, most, args, kwargs = obj
+    job_id, func, trigger, executor, name, grace, coalesce, most, args, kwargs = obj
     return {  # in the order of Job.__getstate__
         "version": _STATE_VERSION,
         "id": job_id,
@@ -64,7 +64,7 @@ def state_of_body(obj: Any) -> Any:
         "args": args,
         "kwargs": kwargs,
         "name": name,
-        "misfire_grace_time": grace_time,
+        "misfire_grace_time": grace,
         "coalesce": coalesce,
         "max_instances": most,
     }
@@ -113,10 +113,9 @@ class Serializer:
         raises, or :class:`ValueError` for a trigger in a compact form no version made."""
         obj = pickle.loads(data)
         if type(obj) is tuple:  # written so, since format 4
-            job_id, func, trigger, *rest = obj
-            if type(trigger) is tuple:
-                return (job_id, func, restored_trigger(trigger), *rest)
-            return obj
+            job_id, func, trigger, executor, name, grace, coalesce, most, args, kwargs = obj
+            trigger = restored_trigger(trigger)
+            return (job_id, func, trigger, executor, name, grace, coalesce, most, args, kwargs)
         state = restored_state(obj)
         parts = parts_of_state(state)
         return state if parts is None else parts
