@@ -50,8 +50,8 @@ class CachedState(NamedTuple):
     args_mutable: bool
     """Whether the arguments hold lists or dicts, which each job gets copies of."""
     kwargs_lists: tuple[str, ...] | None
-    """The keyword arguments that are lists of atoms, if all the others are atoms (a
-    job's copy of them is then quick to make); else ``None``."""
+    """The keyword arguments that are lists of atoms, if all the others are atoms and
+    the keys strings (a job's copy of them is then quick to make); else ``None``."""
     func: Any
     """The callable its textual reference named when it was decoded."""
     module: str
@@ -83,7 +83,7 @@ def cache_entry(
         and type(most) is int
         and type(args) is tuple
         and type(kwargs) is dict
-        and _own_trigger(type(trigger))
+        and (type(trigger) in _trigger_classes or _own_trigger(type(trigger)))
     ):
         return None
     if _ATOMS.issuperset(map(type, args)):
@@ -93,7 +93,7 @@ def cache_entry(
     else:
         return None
     lists = _flat_lists(kwargs)
-    if not (_ATOMS.issuperset(map(type, kwargs)) if lists is not None else _plain(kwargs)):
+    if lists is None and not _plain(kwargs):
         return None
     if copy:
         args = fresh(args) if args_mutable else args
@@ -117,8 +117,6 @@ def cache_entry(
 
 def _own_trigger(cls: type) -> bool:
     """Whether ``cls`` is one of APScheduler's own triggers (which never change in place)."""
-    if cls in _trigger_classes:
-        return True
     if not cls.__module__.startswith(_TRIGGER_MODULE):
         return False
     _trigger_classes.add(cls)
@@ -126,13 +124,21 @@ def _own_trigger(cls: type) -> bool:
 
 
 def _flat_lists(kwargs: dict[str, Any]) -> tuple[str, ...] | None:
+    """The keys of the values of ``kwargs`` that are lists of atoms, if all its other
+    values are atoms and its keys strings; else ``None``."""
     lists = []
     for key, value in kwargs.items():
         kind = type(value)
-        if kind is list and _ATOMS.issuperset(map(type, value)):
-            lists.append(key)
-        elif kind not in _ATOMS:
+        if type(key) is not str:
             return None
+        if kind in _ATOMS:
+            continue
+        if kind is not list:
+            return None
+        for item in value:  # a loop: quicker than all() over a generator
+            if type(item) not in _ATOMS:
+                return None
+        lists.append(key)
     return tuple(lists)
 
 

@@ -151,7 +151,7 @@ class JobCodec:
             class that cannot be imported, a record of another serializer
         """
         cached = self.cache.get(id_key, record_stamp(data))
-        job = build_job(cached) if cached is not None else self._decode(id_key, data, True)
+        job = build_job(cached) if cached is not None else self.decode(id_key, data)
         if move:
             job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
         return job
@@ -170,7 +170,7 @@ class JobCodec:
         for id_key, _run_key, _stamp, move, found, cached in rows:
             data = b"" if found is None else found  # no record: it fails to decode
             try:
-                job = build_job(cached) if cached else self._decode(id_key, data, keep)
+                job = build_job(cached) if cached else self.decode(id_key, data, keep)
                 if move:
                     job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
             except Exception as exc:
@@ -182,19 +182,24 @@ class JobCodec:
             jobs.append(job)
         return jobs, failed
 
-    def _decode(self, id_key: bytes, data: bytes, keep: bool) -> Job:
+    def decode(self, id_key: bytes, data: bytes, keep: bool = True) -> Job:
+        """Rebuild the job of record ``data`` (as its record has it, not moved), and keep
+        its decoded state in the cache unless ``keep`` is false.
+
+        :raises Exception: as :meth:`restore`
+        """
         serializer = self.serializer
-        record = JobRecord.decode(data)
-        if record.serializer_tag != serializer.tag:
-            written = SERIALIZER_NAMES.get(record.serializer_tag, f"#{record.serializer_tag}")
+        tag, _run_key, stamp, body, next_run_time_bytes, _full_id = JobRecord.decode(data)
+        if tag != serializer.tag:
+            written = SERIALIZER_NAMES.get(tag, f"#{tag}")
             raise SerializerMismatchError(self._path, written, serializer.name)
-        parts = serializer.load_parts(record.body)
-        next_run_time = decode_next_run_time(record.next_run_time)
+        parts = serializer.load_parts(body)
+        next_run_time = decode_next_run_time(next_run_time_bytes)
         if isinstance(parts, dict):
             return serializer.build_job({**parts, "next_run_time": next_run_time})
         found = self._references.resolve(parts[1])
         if keep and self.cache.capacity:
-            entry = cache_entry(record.stamp, record.body, parts, next_run_time, found)
+            entry = cache_entry(stamp, body, parts, next_run_time, found)
             if entry is not None:
                 self.cache.put(id_key, entry)
                 return build_job(entry)

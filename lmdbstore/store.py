@@ -260,16 +260,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         if found is None:
             return None
         cached, data, move = found
-        if cached is not None:
-            job = build_job(cached)
-            if move:
-                job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
-            job._scheduler = self._scheduler
-            job._jobstore_alias = self._alias
-            return job
-        row = (id_key, b"", record_stamp(data), move, data, None)
-        jobs = self._restore_jobs((row,))
-        return jobs[0] if jobs else None
+        try:
+            job = build_job(cached) if cached is not None else self._codec.decode(id_key, data)
+        except Exception:  # decoded again to be quarantined, as in a scan
+            jobs = self._restore_jobs(((id_key, b"", record_stamp(data), move, data, None),))
+            return jobs[0] if jobs else None
+        if move:
+            job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        return job
 
     def _current(
         self, txn: Transaction, env: StoreEnvironment, id_key: bytes

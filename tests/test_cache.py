@@ -205,6 +205,28 @@ def test_keyword_arguments_of_atoms_and_flat_lists_are_copied_for_each_job(
         assert job.kwargs == {"to": ["a", "b"], "empty": [], "csv": True}
 
 
+def test_keyword_arguments_under_keys_that_are_not_strings_are_copied_for_each_job(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", kwargs={1: ["a"], b"raw": [2]}))
+    for read in (lambda: store.lookup_job("job"), lambda: store.get_all_jobs()[0]):
+        first, second = read(), read()
+        assert first is not None and second is not None
+        first.kwargs[1].append("b")
+        first.kwargs[b"raw"].clear()
+        assert second.kwargs == {1: ["a"], b"raw": [2]}
+
+
+def test_a_keyword_argument_key_that_is_an_object_is_never_shared_between_jobs(
+    store: LMDBJobStore, make_job: Callable[..., Job]
+) -> None:
+    store.add_job(make_job("job", kwargs={jobfuncs.Label("original"): ["a"]}))
+    first, second = store.lookup_job("job"), store.lookup_job("job")
+    assert first is not None and second is not None
+    next(iter(first.kwargs)).text = "changed"
+    assert next(iter(second.kwargs)).text == "original"
+
+
 def test_a_job_built_from_the_cache_equals_one_apscheduler_rebuilds_from_its_state(
     store: LMDBJobStore, make_job: Callable[..., Job]
 ) -> None:
