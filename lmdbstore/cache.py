@@ -15,13 +15,15 @@ place, it replaces it).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from operator import is_
 from types import MethodType
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
 from apscheduler.util import ref_to_obj
+
+from .records import move_run_time
 
 _ATOMS = frozenset({type(None), bool, int, float, str, bytes})
 _TRIGGER_MODULE = "apscheduler.triggers."
@@ -175,6 +177,30 @@ def build_job(cached: CachedState) -> Job:
     return _job(cached.fields, cached.func, cached.next_run_time, args, kwargs)
 
 
+def job_builder(scheduler: Any, alias: str | None) -> Callable[[CachedState, bytes], Job | None]:
+    """A function for one read of many jobs that builds the job of an entry as
+    :func:`build_job` does, moved by a move (if not empty), owned by ``scheduler`` under
+    ``alias``; or gives ``None`` if the entry's callable is no longer the one its reference
+    names (the job's record must be decoded anew)."""
+    checked = None  # the last callable found current in this read: jobs share a few
+
+    def build(entry: CachedState, move: bytes) -> Job | None:
+        nonlocal checked
+        func = entry.func
+        if func is not checked:
+            if _named(entry.module, entry.path) is not func:
+                return None
+            checked = func
+        job = build_job(entry)
+        if move:
+            job.next_run_time = move_run_time(move)
+        job._scheduler = scheduler
+        job._jobstore_alias = alias
+        return job
+
+    return build
+
+
 def job_of_parts(parts: tuple[Any, ...], func: Any, next_run_time: Any) -> Job:
     """The job ``Job.__setstate__`` makes of the state of ``parts``
     (``serializers.JOB_PARTS``, its trigger restored), with its callable ``func`` and this
@@ -323,6 +349,12 @@ class StateCache:
         self._seen: tuple[int, dict[bytes, tuple[CachedState, bytes]]] = (-1, {})
         """The commit that reads found the entries of these jobs current at, and their
         moves (see :meth:`seen`)."""
+
+    @property
+    def entries(self) -> Mapping[bytes, CachedState]:
+        """The entries by encoded job id, whatever their stamps and callables (see
+        :meth:`get`); not to be changed."""
+        return self._entries
 
     def get(self, id_key: bytes, stamp: bytes) -> CachedState | None:
         """The entry of ``id_key`` if it was decoded from the record stamped ``stamp`` and

@@ -20,11 +20,12 @@ from .cache import (
     unchanged,
 )
 from .errors import JobSerializationError, SerializerMismatchError
-from .keys import MAX_JOB_ID_KEY_SIZE, RUN_TIME_SIZE, encode_job_id, encode_run_time
+from .keys import MAX_JOB_ID_KEY_SIZE, encode_job_id, encode_run_time
 from .records import (
     JobRecord,
     decode_next_run_time,
     encode_next_run_time,
+    move_run_time,
     new_stamp,
     record_stamp,
 )
@@ -153,26 +154,30 @@ class JobCodec:
         cached = self.cache.get(id_key, record_stamp(data))
         job = build_job(cached) if cached is not None else self.decode(id_key, data)
         if move:
-            job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
+            job.next_run_time = move_run_time(move)
         return job
 
     def restore_all(
-        self, rows: Sequence[Row], scheduler: Any, alias: str | None
+        self, found: Sequence[Job | Row], scheduler: Any, alias: str | None
     ) -> tuple[list[Job], list[tuple[bytes, bytes, bytes, Exception]]]:
-        """Rebuild the jobs of ``rows`` (of :func:`~.table.scan`, told what the cache
-        knows by :meth:`StateCache.get`) as :meth:`restore` does, each owned by
-        ``scheduler`` under ``alias``; return them and those that failed, with why. Rows
-        more than the cache holds are not kept: they would only push out of it the jobs a
-        scheduler reads again and again."""
+        """Rebuild the jobs of ``found`` (of :func:`~.table.scan`: jobs built from the
+        cache, and rows) in order, each owned by ``scheduler`` under ``alias``, by decoding
+        the record of each row; return them and the rows that failed, with why. Rows of a
+        read of more jobs than the cache holds are not kept: they would only push out of it
+        the jobs a scheduler reads again and again."""
         jobs = []
         failed = []
-        keep = len(rows) <= self.cache.capacity
-        for id_key, _run_key, _stamp, move, found, cached in rows:
-            data = b"" if found is None else found  # no record: it fails to decode
+        keep = len(found) <= self.cache.capacity
+        for item in found:
+            if type(item) is not tuple:
+                jobs.append(item)
+                continue
+            id_key, _run_key, _stamp, move, record = item
+            data = b"" if record is None else record  # no record: it fails to decode
             try:
-                job = build_job(cached) if cached else self.decode(id_key, data, keep)
+                job = self.decode(id_key, data, keep)
                 if move:
-                    job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
+                    job.next_run_time = move_run_time(move)
             except Exception as exc:
                 self.cache.discard(id_key)
                 failed.append((id_key, data, move, exc))

@@ -152,7 +152,7 @@ def read_records(env: StoreEnvironment) -> list[tuple[str, bytes]]:
     def scan(txn: Transaction) -> list[tuple[str, bytes]]:
         return [
             (record_job_id(id_key, data), _as_moved(data, move))
-            for id_key, _run_key, _stamp, move, data, _known in table.scan(txn, env, b"", None)
+            for id_key, _run_key, _stamp, move, data in table.rows(txn, env, b"", None)
             if data is not None
         ]
 

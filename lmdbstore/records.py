@@ -171,6 +171,11 @@ def encode_move(run_time: datetime | None) -> bytes:
     return encode_run_time(run_time) + encode_next_run_time(run_time)
 
 
+def move_run_time(move: bytes) -> datetime | None:
+    """The next run time of a job moved by ``move`` (:func:`encode_move`)."""
+    return decode_next_run_time(move[RUN_TIME_SIZE:])
+
+
 def moved_record(data: bytes, move: bytes) -> bytes:
     """Record ``data`` as it reads after ``move`` (:func:`encode_move`): its run time that
     of the move, all else the same, its stamp included (so never for the decoded-state

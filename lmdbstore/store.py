@@ -7,7 +7,7 @@ import pickle
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
@@ -16,7 +16,7 @@ from apscheduler.jobstores.base import BaseJobStore, JobLookupError
 from apscheduler.schedulers.base import STATE_STOPPED
 
 from . import quarantine, table
-from .cache import CachedState, build_job
+from .cache import CachedState, build_job, job_builder
 from .codec import EncodedJob, JobCodec
 from .environment import (
     DEFAULT_MAP_SIZE,
@@ -39,8 +39,8 @@ from .options import DEFAULT_CACHE_SIZE, DEFAULT_LEASE, StoreOptions
 from .records import (
     JobRecord,
     QuarantineEntry,
-    decode_next_run_time,
     encode_next_run_time,
+    move_run_time,
     new_stamp,
     record_job_id,
     record_run_key,
@@ -52,6 +52,8 @@ from .wakeup import BatchWatchdog, WakeupBatch, scheduler_lock_held
 from .watcher import ChangeWatcher
 
 T = TypeVar("T")
+Scan = tuple[list[Job | Row], int]
+"""Jobs in index order, some of them rows still to rebuild, and how many are rows."""
 
 
 class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
@@ -263,10 +265,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         try:
             job = build_job(cached) if cached is not None else self._codec.decode(id_key, data)
         except Exception:  # decoded again to be quarantined, as in a scan
-            jobs = self._restore_jobs(((id_key, b"", record_stamp(data), move, data, None),))
+            jobs = self._restore_jobs(([(id_key, b"", record_stamp(data), move, data)], 1))
             return jobs[0] if jobs else None
         if move:
-            job.next_run_time = decode_next_run_time(move[RUN_TIME_SIZE:])
+            job.next_run_time = move_run_time(move)
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias
         return job
@@ -299,25 +301,41 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._flush()
         self._next_key_memo = None
         leased = in_wakeup and self.lease is not None and not self.readonly
+        versions: table.Versions | None = {} if in_wakeup else None
         if leased:
-            rows = self._take_due(now, limit)
+            found = self._take_due(now, limit, versions)
         else:
 
-            def scan(txn: Transaction) -> list[Row]:
-                rows = table.scan(txn, self._env, b"", limit, self._codec.cache.get)
-                if in_wakeup and not rows:
+            def scan(txn: Transaction) -> Scan:
+                found = self._scan(txn, b"", limit, versions)
+                if in_wakeup and not found[0]:
                     self._remember_next_key(self._next_key(txn, limit))
-                return rows
+                return found
 
-            rows = self._env.read(scan)
-        if not rows:
+            found = self._env.read(scan)
+        if not found[0]:
             return []
-        jobs = self._restore_jobs(rows)
-        if in_wakeup and ((jobs and self.options.group_commit) or leased):
-            self._open_batch({row[0]: (row[1], row[2]) for row in rows}, leased)
+        jobs = self._restore_jobs(found)
+        if versions is not None and ((jobs and self.options.group_commit) or leased):
+            self._open_batch(versions, leased)
         return jobs
 
-    def _take_due(self, now: datetime, limit: bytes) -> list[Row]:
+    def _scan(
+        self,
+        txn: Transaction,
+        start: bytes,
+        limit: bytes | None,
+        versions: table.Versions | None = None,
+    ) -> Scan:
+        """:func:`~.table.scan`, the jobs the cache holds built from it; ``versions`` gets
+        those of this transaction only."""
+        if versions is not None:
+            versions.clear()  # of an attempt that failed
+        entries = self._codec.cache.entries
+        build = job_builder(self._scheduler, self._alias)
+        return table.scan(txn, self._env, start, limit, entries, build, versions)
+
+    def _take_due(self, now: datetime, limit: bytes, versions: table.Versions | None) -> Scan:
         """Lease the due jobs no other scheduler holds, and return them (see leases.py)."""
         env = self._env
         owner = self._owner
@@ -334,16 +352,16 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return False
 
         if not env.read(anything_due):
-            return []  # an idle wakeup: no write
+            return [], 0  # an idle wakeup: no write
         expiry = encode_run_time(now + timedelta(seconds=self.lease or 0))
 
-        def take(txn: Transaction) -> list[Row]:
+        def take(txn: Transaction) -> Scan:
             start = after(leases_in_force(txn, env.meta, owner, limit).floor)
-            rows = table.scan(txn, env, start, limit, self._codec.cache.get)
-            if not rows:
-                raise _NoChange(rows)  # another scheduler took them meanwhile
+            found = self._scan(txn, start, limit, versions)
+            if not found[0]:
+                raise _NoChange(found)  # another scheduler took them meanwhile
             take_lease(txn, env.meta, owner, limit, expiry)
-            return rows
+            return found
 
         return self._write(take)
 
@@ -379,10 +397,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_all_jobs(self) -> list[Job]:
         self._flush()
-        known = self._codec.cache.get
-        return self._restore_jobs(
-            self._env.read(lambda txn: table.scan(txn, self._env, b"", None, known))
-        )
+        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, b"", None)))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -560,9 +575,13 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         job._jobstore_alias = self._alias
         return job
 
-    def _restore_jobs(self, rows: Sequence[Row]) -> list[Job]:
-        """Rebuild the jobs of ``rows``; quarantine those that cannot be rebuilt."""
-        jobs, failed = self._codec.restore_all(rows, self._scheduler, self._alias)
+    def _restore_jobs(self, found: Scan) -> list[Job]:
+        """The jobs ``found`` by :meth:`_scan`, those of its rows rebuilt; quarantine those
+        that cannot be rebuilt."""
+        items, rows = found
+        if not rows:
+            return cast(list[Job], items)
+        jobs, failed = self._codec.restore_all(items, self._scheduler, self._alias)
         if not failed:
             return jobs
         if self.readonly:

@@ -19,8 +19,8 @@ values are empty, and every record is read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from apscheduler.jobstores.base import ConflictingIdError
 
@@ -35,10 +35,15 @@ _MOVE_AT = _STAMP_SIZE + RUN_TIME_SIZE
 # Hot paths pass a sub-database positionally: py-lmdb parses keyword arguments slowly
 # (about 0.1 µs a call).
 
-Row = tuple[bytes, bytes, bytes, bytes, "bytes | None", Any]
+Row = tuple[bytes, bytes, bytes, bytes, "bytes | None"]
 """A job as the table holds it: its encoded id; its run time key; its record's stamp; its
-move (empty unless a wakeup moved it since its record was written); its record, unless
-what ``known`` told of it made reading it needless (``None``); and what ``known`` told."""
+move (empty unless a wakeup moved it since its record was written); and its record
+(``None`` if it is missing)."""
+
+Versions = dict[bytes, tuple[bytes, bytes]]
+"""The run time keys and record stamps of jobs, by encoded id."""
+
+T = TypeVar("T")
 
 
 def scan(
@@ -46,32 +51,61 @@ def scan(
     env: StoreEnvironment,
     start: bytes,
     limit: bytes | None,
-    known: Callable[[bytes, bytes], Any] | None = None,
-) -> list[Row]:
-    """The jobs in index order, from index key ``start`` up to run time key ``limit``;
-    the record of a job for which ``known(id_key, stamp)`` is true is not read."""
+    cached: Mapping[bytes, Sequence[Any]],
+    build: Callable[[Any, bytes], T | None],
+    versions: Versions | None = None,
+) -> tuple[list[T | Row], int]:
+    """The jobs in index order, from index key ``start`` up to run time key ``limit``,
+    and how many of them are rows.
+
+    A job whose entry in ``cached`` (by encoded id; an entry's first item is the stamp of
+    the record it stands for) is that of its current record comes as what
+    ``build(entry, move)`` makes of it, its record unread; unless that is ``None``, as
+    for any other job, it comes as its :data:`Row`. ``versions`` (if given) gets the run
+    time key and record stamp of every job."""
     get = txn.get
     jobs = env.jobs
-    rows: list[Row] = []
+    entry_of = cached.get
+    found: list[T | Row] = []
+    rows = 0
     with txn.cursor(env.index) as cursor:
         if not cursor.set_range(start):
-            return rows
+            return found, rows
         for key, value in cursor:
             if limit is not None and key[:RUN_TIME_SIZE] > limit:
                 break
             id_key = key[RUN_TIME_SIZE:]
             if value:
-                stamp = value[:8]
+                stamp = value[:_STAMP_SIZE]
+                entry = entry_of(id_key)
+                if entry is not None and entry[0] == stamp:
+                    job = build(entry, value[_MOVE_AT:])
+                    if job is not None:
+                        found.append(job)
+                        if versions is not None:
+                            versions[id_key] = (key[:RUN_TIME_SIZE], stamp)
+                        continue
                 move = value[_MOVE_AT:]
-                seen = None if known is None else known(id_key, stamp)
-                record = None if seen else get(job_key(id_key), None, jobs)
+                record = get(job_key(id_key), None, jobs)
             else:  # an entry of a format 2 store opened read-only: no stamp, no move
                 record = get(job_key(id_key), None, jobs)
                 stamp = b"" if record is None else record_stamp(record)
                 move = b""
-                seen = None
-            rows.append((id_key, key[:RUN_TIME_SIZE], stamp, move, record, seen))
-    return rows
+            found.append((id_key, key[:RUN_TIME_SIZE], stamp, move, record))
+            rows += 1
+            if versions is not None:
+                versions[id_key] = (key[:RUN_TIME_SIZE], stamp)
+    return found, rows
+
+
+def rows(txn: Transaction, env: StoreEnvironment, start: bytes, limit: bytes | None) -> list[Row]:
+    """The jobs as :func:`scan` finds them, each as its :data:`Row`."""
+    found, _ = scan(txn, env, start, limit, {}, _nothing)
+    return found
+
+
+def _nothing(entry: Any, move: bytes) -> None:
+    return None
 
 
 def current(txn: Transaction, env: StoreEnvironment, id_key: bytes) -> tuple[bytes, bytes] | None:

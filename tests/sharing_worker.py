@@ -44,7 +44,8 @@ THREADS = 10
 DEAD_SCHEDULER_EXIT = 3
 RUNS_TIMEOUT = 10.0  # seconds a kill before a commit waits for the wakeup's runs
 
-Rows = list[tuple[bytes, bytes, bytes, bytes, bytes | None, Any]]
+Found = tuple[list[Any], int]  # jobs in index order, some rows still to rebuild
+Versions = dict[bytes, tuple[bytes, bytes]]  # the run time key and stamp of each job
 RunKey = tuple[str, str]  # job id, scheduled run time as written in the logs
 
 
@@ -121,41 +122,42 @@ def instrument(
     none of them), or at the ``kill_before_commit``-th leased group commit, once the runs
     of its wakeup were executed and written down; stop (SIGSTOP, until someone sends
     SIGCONT) at the ``stop_at_take``-th take that leases jobs, before it returns (0: never)."""
-    take_due: Callable[[datetime, bytes], Rows] = store._take_due
+    take_due: Callable[[datetime, bytes, Versions], Found] = store._take_due
     commit_batch: Callable[[WakeupBatch], None] = store._commit_batch
-    write: Callable[[Callable[[Any], Rows]], Rows] = store._write
+    write: Callable[[Callable[[Any], Found]], Found] = store._write
     takes = commits = 0
     taken: set[RunKey] = set()
     taking = False
 
-    def delayed_write(operation: Callable[[Any], Rows]) -> Rows:
+    def delayed_write(operation: Callable[[Any], Found]) -> Found:
         if taking:
             time.sleep(take_write_delay)
         return write(operation)
 
-    def logged_take_due(now: datetime, limit: bytes) -> Rows:
+    def logged_take_due(now: datetime, limit: bytes, versions: Versions) -> Found:
         nonlocal takes, taken, taking
         if take_delay:
             time.sleep(take_delay)
         taking = True
         try:
-            rows = take_due(now, limit)
+            found = take_due(now, limit, versions)
         finally:
             taking = False
         taken = set()
-        for id_key, run_key, *_ in rows:
+        for id_key, (run_key, _stamp) in versions.items():
             first = decode_run_time(run_key)
             assert first is not None  # paused jobs are never due
             run = (id_key.decode(), seconds_text(first))
             events.write(f"take {seconds_text(now)} {run[0]} {run[1]}")
             taken.add(run)
-        takes += bool(rows)
-        if rows and takes == kill_at_take:
+        leased = bool(found[0])
+        takes += leased
+        if leased and takes == kill_at_take:
             kill_myself()
-        if rows and takes == stop_at_take:
+        if leased and takes == stop_at_take:
             events.write("stopping")
             os.kill(os.getpid(), signal.SIGSTOP)
-        return rows
+        return found
 
     def logged_commit_batch(batch: WakeupBatch) -> None:
         nonlocal commits

@@ -343,3 +343,69 @@ def test_a_job_added_again_from_a_stale_cache_entry_is_stored_whole(
     stored = LMDBJobStore(ours.path, cache_size=0).lookup_job("job")
     assert stored is not None
     assert (stored.name, stored.args) == ("ours", (1, [2]))
+
+
+def test_jobs_come_in_run_time_order_whether_from_the_cache_or_read_anew(
+    store: LMDBJobStore, tmp_path: Path, scheduler: object, make_job: Callable[..., Job]
+) -> None:
+    """A read mixes jobs whose records it knows and jobs it decodes, and keeps their order."""
+    store.add_jobs(
+        [make_job(f"job-{day}", datetime(2030, 1, day)) for day in (5, 3, 1, 4, 2)]
+        + [make_job("paused", None)]
+    )
+    other = LMDBJobStore(tmp_path / "jobs.lmdb")
+    other.start(scheduler, "other")
+    for job_id in ("job-2", "job-4"):  # their records change behind the store's back
+        job = other.lookup_job(job_id)
+        assert job is not None
+        job._modify(name=f"{job_id} renamed")
+        other.update_job(job)
+
+    jobs = store.get_all_jobs()
+
+    assert [job.id for job in jobs] == ["job-1", "job-2", "job-3", "job-4", "job-5", "paused"]
+    assert [job.name for job in jobs[1:4]] == ["job-2 renamed", "job-3", "job-4 renamed"]
+    due = store.get_due_jobs(jobs[3].next_run_time)
+    assert [job.id for job in due] == ["job-1", "job-2", "job-3", "job-4"]
+
+
+def test_a_scan_finds_anew_the_jobs_whose_callable_was_replaced_and_only_those(
+    store: LMDBJobStore, make_job: Callable[..., Job], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a reload of the callable's module does: jobs of other callables, read before and
+    after them, still come as they were."""
+    funcs = [jobfuncs.steady_job, jobfuncs.vanishing_job] * 2
+    store.add_jobs(
+        [
+            make_job(f"job-{day}", datetime(2030, 1, day), func=func)
+            for day, func in enumerate(funcs, 1)
+        ]
+    )
+    assert len(store.get_all_jobs()) == 4
+
+    def reloaded(*args: object, **kwargs: object) -> None:
+        """The new code of vanishing_job."""
+
+    monkeypatch.setattr(jobfuncs, "vanishing_job", reloaded)
+    jobs = store.get_all_jobs()
+
+    assert [job.id for job in jobs] == ["job-1", "job-2", "job-3", "job-4"]
+    assert [job.func for job in jobs] == [jobfuncs.steady_job, reloaded] * 2
+
+
+def test_a_scan_quarantines_the_jobs_whose_callable_was_removed_and_only_those(
+    store: LMDBJobStore, make_job: Callable[..., Job], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    funcs = [jobfuncs.steady_job, jobfuncs.vanishing_job] * 2
+    store.add_jobs(
+        [
+            make_job(f"job-{day}", datetime(2030, 1, day), func=func)
+            for day, func in enumerate(funcs, 1)
+        ]
+    )
+    assert len(store.get_all_jobs()) == 4
+
+    monkeypatch.delattr(jobfuncs, "vanishing_job")
+
+    assert [job.id for job in store.get_all_jobs()] == ["job-1", "job-3"]
+    assert sorted(entry.job_id for entry in store.get_quarantined_jobs()) == ["job-2", "job-4"]
