@@ -43,11 +43,13 @@ T = TypeVar("T")
 Transaction: TypeAlias = Any
 Durability = Literal["full", "relaxed"]
 
-FORMAT_VERSION = 4
-"""The store format this version of lmdbstore writes and reads. Format 4 serializes job
-states as tuples (see serializers.py); format 3 added the move entries of rescheduled jobs
-and the values of index entries (see table.py). A format 2 or 3 store is read as it is,
-and upgraded when first opened for writing (its records stay as they are until rewritten).
+FORMAT_VERSION = 5
+"""The store format this version of lmdbstore writes and reads. Format 5 keeps the
+datetimes of compact triggers as their own pickled state (see triggers.py); format 4
+serializes job states as tuples (see serializers.py); format 3 added the move entries of
+rescheduled jobs and the values of index entries (see table.py). A store of format 2 to 4
+is read as it is, and upgraded when first opened for writing (its records stay as they
+are until rewritten).
 Format 1 was that of development versions before 0.1.0 (next run times and triggers in
 slower encodings)."""
 _OLDEST_READ_FORMAT = 2

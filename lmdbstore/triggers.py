@@ -7,14 +7,15 @@ trigger whose time zones are ``zoneinfo`` zones or UTC) is kept in a job's seria
 state as a tuple of plain numbers, strings and bytes instead, which pickle restores with
 no lookup. Restoring that tuple gives a trigger of the same class with an equal state.
 
-These tuples are part of the record format (since store format 2).
+These tuples are part of the record format (since store format 2; their datetimes have
+their present form since format 5, and the older form is still read).
 """
 
 from __future__ import annotations
 
 import pickle
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -24,8 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 _Zone = str | None
 """A time zone: the key of a ``zoneinfo`` zone, or ``None`` for UTC."""
-_Moment = tuple[int, int, int, int, int, int, int, int, _Zone]
+_Moment = tuple[bytes, _Zone]
+"""An aware datetime: its own pickled state (wall clock fields and ``fold``, ten bytes),
+and its time zone. Stores of format 2 to 4 have the older form :data:`_WallClock`."""
+_WallClock = tuple[int, int, int, int, int, int, int, int, _Zone]
 """An aware datetime: its wall clock fields, ``fold`` and time zone."""
+_from_state: Any = datetime
+"""``datetime``, which makes ``datetime(state, zone)`` of a pickled state (as pickle does;
+typeshed does not know that form)."""
 
 
 class _Unencodable(Exception):
@@ -54,7 +61,12 @@ def restored_trigger(trigger: Any) -> Any:
 
     :raises ValueError: if it is a compact form this module does not make
     """
-    return _restore(trigger) if type(trigger) is tuple else trigger
+    if type(trigger) is not tuple:
+        return trigger
+    restore = _RESTORERS.get(trigger[0]) if trigger else None
+    if restore is None:
+        raise ValueError(f"unknown compact trigger form {trigger[:1]!r}")
+    return restore(*trigger[1:])
 
 
 def restored_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +77,7 @@ def restored_state(state: dict[str, Any]) -> dict[str, Any]:
     """
     compact = state.get("trigger")
     if type(compact) is tuple:
-        state["trigger"] = _restore(compact)
+        state["trigger"] = restored_trigger(compact)
     return state
 
 
@@ -87,17 +99,8 @@ def _moment(value: Any) -> _Moment | None:
         return None
     if type(value) is not datetime:
         raise _Unencodable
-    return (
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-        value.fold,
-        _zone(value.tzinfo),
-    )
+    state = cast(tuple[Any, ...], value.__reduce_ex__(4))[1][0]  # (datetime, (state, zone))
+    return state, _zone(value.tzinfo)
 
 
 def _jitter(value: Any) -> int | float | None:
@@ -172,15 +175,35 @@ def _restored_zone(key: _Zone) -> Any:
     return zone
 
 
-def _restored_moment(moment: _Moment | None) -> datetime | None:
+def _restored_moment(moment: _Moment | _WallClock | None) -> datetime | None:
     if moment is None:
         return None
+    if len(moment) == 2:
+        state, zone = moment
+        return _from_state(state, _restored_zone(zone))  # type: ignore[no-any-return]
     year, month, day, hour, minute, second, microsecond, fold, zone = moment
     if fold:
         return datetime(
             year, month, day, hour, minute, second, microsecond, _restored_zone(zone), fold=1
         )
     return datetime(year, month, day, hour, minute, second, microsecond, _restored_zone(zone))
+
+
+_intervals: dict[tuple[int, int, int], tuple[timedelta, float]] = {}
+_INTERVALS_KEPT = 1024
+
+
+def _interval(days: int, seconds: int, microseconds: int) -> tuple[timedelta, float]:
+    # Jobs of one interval share it (timedeltas never change): making one costs more than
+    # restoring the trigger's datetimes.
+    key = (days, seconds, microseconds)
+    found = _intervals.get(key)
+    if found is None:
+        if len(_intervals) >= _INTERVALS_KEPT:
+            _intervals.clear()
+        interval = timedelta(days, seconds, microseconds)
+        found = _intervals[key] = (interval, interval.total_seconds())
+    return found
 
 
 _fields: dict[bytes, Any] = {}
@@ -228,14 +251,14 @@ _new_date = DateTrigger.__new__
 
 def _restore_interval(
     zone: _Zone,
-    start: _Moment | None,
-    end: _Moment | None,
+    start: _Moment | _WallClock | None,
+    end: _Moment | _WallClock | None,
     days: int,
     seconds: int,
     microseconds: int,
     jitter: int | float | None,
 ) -> BaseTrigger:
-    interval = timedelta(days, seconds, microseconds)
+    interval, length = _interval(days, seconds, microseconds)
     if not _DIRECT:
         return _restored(
             IntervalTrigger,
@@ -253,15 +276,15 @@ def _restore_interval(
     trigger.start_date = _restored_moment(start)
     trigger.end_date = _restored_moment(end)
     trigger.interval = interval
-    trigger.interval_length = interval.total_seconds()
+    trigger.interval_length = length
     trigger.jitter = jitter
     return trigger
 
 
 def _restore_cron(
     zone: _Zone,
-    start: _Moment | None,
-    end: _Moment | None,
+    start: _Moment | _WallClock | None,
+    end: _Moment | _WallClock | None,
     fields: bytes,
     jitter: int | float | None,
 ) -> BaseTrigger:
@@ -286,7 +309,7 @@ def _restore_cron(
     return trigger
 
 
-def _restore_date(run_date: _Moment | None) -> BaseTrigger:
+def _restore_date(run_date: _Moment | _WallClock | None) -> BaseTrigger:
     if not _DIRECT:
         return _restored(DateTrigger, {"version": 1, "run_date": _restored_moment(run_date)})
     trigger = _new_date(DateTrigger)
@@ -299,10 +322,3 @@ _RESTORERS: dict[Any, Any] = {
     _CRON: _restore_cron,
     _DATE: _restore_date,
 }
-
-
-def _restore(compact: tuple[Any, ...]) -> BaseTrigger:
-    restore = _RESTORERS.get(compact[0]) if compact else None
-    if restore is None:
-        raise ValueError(f"unknown compact trigger form {compact[:1]!r}")
-    return restore(*compact[1:])

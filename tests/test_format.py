@@ -1,5 +1,7 @@
-"""Store format 4: a job's state is serialized as the tuple of its parts; a format 3 store,
-whose states are dicts, is read as it is and upgraded when first opened for writing."""
+"""Store formats 4 and 5: a job's state is serialized as the tuple of its parts (format 4),
+the datetimes of its compact trigger as their pickled state (format 5); a store of format
+3, whose states are dicts, or 4 is read as it is and upgraded when first opened for
+writing."""
 
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ import lmdb
 import pytest
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
+from older_formats import in_wall_clock_form
 
 from lmdbstore import FORMAT_VERSION, LMDBJobStore
 from lmdbstore.inspection import read_job
 from lmdbstore.keys import encode_job_id, job_key
 from lmdbstore.records import JobRecord
 from lmdbstore.serializers import JOB_PARTS, state_of_body
-from lmdbstore.triggers import compact_state, restored_trigger
+from lmdbstore.triggers import restored_trigger
 
 MakeJob = Callable[..., Job]
 ARGUMENTS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
@@ -54,18 +57,23 @@ def shown_state(store: LMDBJobStore, job_id: str) -> dict[str, Any]:
     return comparable(stored.state)
 
 
-def as_format_3(path: str) -> None:
-    """Rewrite the store at ``path`` as lmdbstore 0.3 wrote it: every job state a dict,
-    the format record 3 (records keep their stamps: nothing else depends on the body)."""
+def as_format(path: str, version: int) -> None:
+    """Rewrite the store at ``path`` as lmdbstore wrote format ``version`` (3 or 4): every
+    job state a dict (3) or a tuple (4), the datetimes of compact triggers as wall clock
+    fields; the format record ``version`` (records keep their stamps: nothing else depends
+    on the body)."""
     env = lmdb.open(path, max_dbs=8)
     with env.begin(write=True) as txn:
         jobs = env.open_db(b"jobs", txn=txn)
         for key, data in list(txn.cursor(db=jobs)):
             record = JobRecord.decode(data)
-            old_state = compact_state(state_of_body(pickle.loads(record.body)))
-            body = pickle.dumps(old_state, pickle.HIGHEST_PROTOCOL)
+            parts = list(pickle.loads(record.body))
+            if type(parts[2]) is tuple:
+                parts[2] = in_wall_clock_form(parts[2])
+            old: Any = tuple(parts) if version == 4 else state_of_body(tuple(parts))
+            body = pickle.dumps(old, pickle.HIGHEST_PROTOCOL)
             txn.put(key, record._replace(body=body).encode(), db=jobs)
-        txn.put(b"format", b"3", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"format", str(version).encode(), db=env.open_db(b"meta", txn=txn))
     env.close()
 
 
@@ -102,20 +110,40 @@ def test_a_state_of_another_shape_is_stored_as_it_is(
     store.shutdown()
 
 
-def test_a_format_3_store_is_read_as_it_is_and_upgraded_when_opened_for_writing(
-    tmp_path: Path, jobs: list[Job], scheduler: BackgroundScheduler
+def in_older_form(body: Any, version: int) -> bool:
+    """Whether ``body`` is a state as format ``version`` (3 or 4) wrote it."""
+    if version == 3:
+        return type(body) is dict
+    return type(body) is tuple and (not compact(body) or len(body[2][1]) == 9)
+
+
+def in_present_form(body: Any) -> bool:
+    return type(body) is tuple and (not compact(body) or type(body[2][1][0]) is bytes)
+
+
+def compact(body: tuple[Any, ...]) -> bool:
+    """Whether the date trigger of job state ``body`` is in compact form (its time zone a
+    zoneinfo zone, not a pytz one); then its datetime is in the form of the format."""
+    return type(body[2]) is tuple
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_store_of_an_older_format_is_read_as_it_is_and_upgraded_when_opened_for_writing(
+    tmp_path: Path, jobs: list[Job], scheduler: BackgroundScheduler, version: int
 ) -> None:
     path = str(tmp_path / "jobs.lmdb")
     store = LMDBJobStore(path)
     store.add_jobs(jobs)
     shown = {job.id: shown_state(store, job.id) for job in jobs}
+    assert all(in_present_form(body_of(store, job.id)) for job in jobs)
     store.shutdown()
-    as_format_3(path)
+    as_format(path, version)
     expected = {job.id: state(job) for job in jobs}
 
     reader = LMDBJobStore(path, readonly=True)
     reader.start(scheduler, "reader")
-    assert reader.environment.format_version == 3
+    assert reader.environment.format_version == version
+    assert all(in_older_form(body_of(reader, job.id), version) for job in jobs)
     assert {job.id: state(job) for job in reader.get_all_jobs()} == expected
     assert {job.id: shown_state(reader, job.id) for job in jobs} == shown
     reader.shutdown()
@@ -125,13 +153,13 @@ def test_a_format_3_store_is_read_as_it_is_and_upgraded_when_opened_for_writing(
     assert writer.environment.format_version == FORMAT_VERSION
     for _ in range(2):  # decoded, then from the decoded-state cache
         assert {job_id: state(writer.lookup_job(job_id)) for job_id in expected} == expected
-    assert all(type(body_of(writer, job.id)) is dict for job in jobs)
+    assert all(in_older_form(body_of(writer, job.id), version) for job in jobs)
     changed = writer.lookup_job("plain")
     changed._modify(name="renamed")
     writer.update_job(changed)
-    assert type(body_of(writer, "plain")) is tuple
+    assert in_present_form(body_of(writer, "plain"))
     assert state(writer.lookup_job("plain")) == {**expected["plain"], "name": "renamed"}
-    assert type(body_of(writer, "nested")) is dict
+    assert in_older_form(body_of(writer, "nested"), version)
     assert writer.check().ok
     writer.shutdown()
 
@@ -143,7 +171,7 @@ def test_jobs_read_from_a_format_3_record_are_independent(
     store = LMDBJobStore(path)
     store.add_jobs(jobs)
     store.shutdown()
-    as_format_3(path)
+    as_format(path, 3)
     store = LMDBJobStore(path)
     store.start(scheduler, "store")
     first = store.lookup_job("nested")

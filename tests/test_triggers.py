@@ -17,9 +17,10 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from older_formats import in_wall_clock_form
 
 from lmdbstore import triggers
-from lmdbstore.triggers import compact_state, restored_state, slots_known
+from lmdbstore.triggers import compact_state, restored_state, restored_trigger, slots_known
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -107,6 +108,28 @@ def test_a_compact_form_restores_the_same_class_with_an_equal_state(
     trigger: BaseTrigger,
 ) -> None:
     restored = stored({"id": "a", "trigger": trigger})["trigger"]
+    assert type(restored) is type(trigger)
+    assert parts(restored) == parts(pickled(trigger))
+
+
+def test_a_compact_form_keeps_each_datetime_as_its_pickled_state_and_zone() -> None:
+    trigger = COMPACT["interval with start, end and jitter"]
+    compact = compact_state({"trigger": trigger})["trigger"]
+    assert compact[2:4] == (
+        (SECOND_1_30.__reduce_ex__(4)[1][0], "America/New_York"),  # type: ignore[index]
+        (datetime(9999, 12, 31).__reduce_ex__(4)[1][0], None),  # type: ignore[index]
+    )
+
+
+@pytest.mark.parametrize("trigger", COMPACT.values(), ids=COMPACT.keys())
+def test_a_compact_form_of_store_formats_2_to_4_restores_the_same_class_with_an_equal_state(
+    trigger: BaseTrigger,
+) -> None:
+    """Their datetimes are wall clock fields, fold and zone."""
+    compact = compact_state({"trigger": trigger})["trigger"]
+    older = pickle.loads(pickle.dumps(in_wall_clock_form(compact)))
+    assert (older != compact) == bool(parts(trigger)["moments"])
+    restored = restored_trigger(older)
     assert type(restored) is type(trigger)
     assert parts(restored) == parts(pickled(trigger))
 
