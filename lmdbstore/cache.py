@@ -274,22 +274,20 @@ def same(a: Any, b: Any) -> bool:
     if kind is float:
         return bool(a.hex() == b.hex())
     if kind is tuple or kind is list:
-        if len(a) != len(b):
-            return False
-        for item, other in zip(a, b, strict=True):
-            if item is not other and not same(item, other):
-                return False
-        return True
+        return len(a) == len(b) and _alike(a, b)
     if kind is dict:
-        if len(a) != len(b):
-            return False
-        for (key, item), (other_key, other) in zip(a.items(), b.items(), strict=True):
-            if (key is not other_key and not same(key, other_key)) or (
-                item is not other and not same(item, other)
-            ):
-                return False
-        return True
+        return len(a) == len(b) and _alike(a, b) and _alike(a.values(), b.values())
     return kind in _ATOMS and bool(a == b)
+
+
+def _alike(a: Iterable[Any], b: Iterable[Any]) -> bool:
+    """Whether the items of ``a`` and ``b`` (as many) are the same, pair by pair (mostly
+    the very same objects: a job built from the cache shares them)."""
+    return all(map(is_, a, b)) or all(map(_is_or_same, a, b))
+
+
+def _is_or_same(a: Any, b: Any) -> bool:
+    return a is b or same(a, b)
 
 
 def unchanged(job: Job, cached: CachedState) -> bool:

@@ -3,19 +3,24 @@ returned is independent, and a change made anywhere else is always seen."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jobfuncs
 import pytest
 from apscheduler.job import Job
+from hypothesis import example, given
+from hypothesis import strategies as st
 from jobfuncs import vanishing_job
 
 from lmdbstore import LMDBJobStore
+from lmdbstore.cache import same
 
 ROOT = Path(__file__).parent.parent
 
@@ -409,3 +414,49 @@ def test_a_scan_quarantines_the_jobs_whose_callable_was_removed_and_only_those(
 
     assert [job.id for job in store.get_all_jobs()] == ["job-1", "job-3"]
     assert sorted(entry.job_id for entry in store.get_quarantined_jobs()) == ["job-2", "job-4"]
+
+
+ATOMS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-2, 2)
+    | st.sampled_from([0.0, -0.0, 1.0, float("nan")])
+    | st.sampled_from(["", "a"])
+    | st.sampled_from([b"", b"a"])
+)
+PLAIN = st.recursive(
+    ATOMS,
+    lambda items: (
+        st.lists(items, max_size=3)
+        | st.lists(items, max_size=3).map(tuple)
+        | st.dictionaries(ATOMS, items, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def typed(value: Any) -> Any:
+    """``value`` spelled out with the type of each of its parts, floats by their bits."""
+    kind = type(value)
+    if kind is float:
+        return kind, value.hex()
+    if kind is list or kind is tuple:
+        return kind, [typed(item) for item in value]
+    if kind is dict:
+        return kind, [(typed(key), typed(item)) for key, item in value.items()]
+    return kind, value
+
+
+@example(-0.0, 0.0)
+@example([float("nan")], [float("nan")])
+@example((1, True), (1, 1))
+@example((1,), [1])
+@example({"a": 1, "b": 2}, {"b": 2, "a": 1})
+@given(PLAIN, PLAIN)
+def test_values_are_the_same_when_of_the_same_types_and_values_in_the_same_order(
+    value: Any, other: Any
+) -> None:
+    """What decides whether an unchanged job's stored body may be written again."""
+    assert same(value, other) == (typed(value) == typed(other))
+    assert same(value, copy.deepcopy(value))
+    assert same(value, value)
