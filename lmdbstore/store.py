@@ -48,7 +48,7 @@ from .records import (
 )
 from .serializers import Serializer, make_serializer
 from .table import Row
-from .wakeup import BatchWatchdog, WakeupBatch, scheduler_lock_held
+from .wakeup import BatchWatchdog, WakeupBatch, scheduler_lock_probe
 from .watcher import ChangeWatcher
 
 T = TypeVar("T")
@@ -133,6 +133,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         self._batch: WakeupBatch | None = None
         self._watchdog: BatchWatchdog | None = None
         self._next_key_memo: tuple[int, bytes | None] | None = None
+        self._in_wakeup = scheduler_lock_probe(None)
+        """Whether the calling thread runs a wakeup of the scheduler (holds its lock)."""
         self._reset_locks()
         _open_stores.add(self)
         self._open()
@@ -164,6 +166,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def start(self, scheduler: Any, alias: str) -> None:
         self._stop_threads()
         super().start(scheduler, alias)
+        self._in_wakeup = scheduler_lock_probe(scheduler)
         env = self._open()
         if scheduler is not None and self.options.watch_changes:
 
@@ -294,11 +297,12 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return cached, data, move
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
-        if self._in_last_wakeup():
-            return []
-        in_wakeup = scheduler_lock_held(self._scheduler)
+        in_wakeup = self._in_wakeup()
+        if in_wakeup and self._scheduler.state == STATE_STOPPED:
+            return []  # see _in_last_wakeup
         limit = encode_run_time(now)
-        self._flush()
+        if self._batch is not None:
+            self._flush()
         self._next_key_memo = None
         leased = in_wakeup and self.lease is not None and not self.readonly
         versions: table.Versions | None = {} if in_wakeup else None
@@ -341,13 +345,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         owner = self._owner
 
         def anything_due(txn: Transaction) -> bool:
-            with txn.cursor(db=env.index) as cursor:
-                if not cursor.first() or cursor.key()[:RUN_TIME_SIZE] > limit:
-                    self._remember_next_key(cursor.key()[:RUN_TIME_SIZE] or None)
-                    return False  # nothing due at all: no lease to look at
-                start = after(leases_in_force(txn, env.meta, owner, limit).floor)
-                if cursor.set_range(start) and cursor.key()[:RUN_TIME_SIZE] <= limit:
-                    return True
+            cursor = txn.cursor(env.index)  # no context manager: the idle wakeup's path
+            first = cursor.key()[:RUN_TIME_SIZE] if cursor.first() else None
+            if first is None or first > limit:
+                self._remember_next_key(first)
+                return False  # nothing due at all: no lease to look at
+            start = after(leases_in_force(txn, env.meta, owner, limit).floor)
+            if cursor.set_range(start) and cursor.key()[:RUN_TIME_SIZE] <= limit:
+                return True
             self._remember_next_key(self._next_key(txn, limit))
             return False
 
@@ -366,7 +371,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         return self._write(take)
 
     def get_next_run_time(self) -> datetime | None:
-        self._flush()
+        if self._batch is not None:
+            self._flush()
         memo, self._next_key_memo = self._next_key_memo, None
         if memo is not None and memo[0] == threading.get_ident():
             key = memo[1]  # what this wakeup's last transaction found: nothing changed since
@@ -379,12 +385,7 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     def _in_last_wakeup(self) -> bool:
         """Whether this is the wakeup APScheduler runs after ``shutdown()``, when its
         executors are gone: it can run nothing, so it must take nothing."""
-        scheduler = self._scheduler
-        return (
-            scheduler is not None
-            and scheduler.state == STATE_STOPPED
-            and scheduler_lock_held(scheduler)
-        )
+        return self._in_wakeup() and self._scheduler.state == STATE_STOPPED
 
     def _next_key(self, txn: Transaction, now: bytes) -> bytes | None:
         """When the scheduler should wake next for this store (see table.next_run_key)."""

@@ -43,11 +43,15 @@ class WakeupBatch:
         return id_key in self.read_versions and threading.get_ident() == self.owner
 
 
-def scheduler_lock_held(scheduler: Any) -> bool:
-    """Whether the calling thread holds the scheduler's job store lock, as it does
-    throughout a wakeup."""
+def scheduler_lock_probe(scheduler: Any) -> Callable[[], bool]:
+    """A function telling whether the calling thread holds the job store lock of
+    ``scheduler`` (``None``: no scheduler), as it does throughout a wakeup."""
     is_owned = getattr(getattr(scheduler, "_jobstores_lock", None), "_is_owned", None)
-    return bool(is_owned and is_owned())
+    return is_owned if callable(is_owned) else _never
+
+
+def _never() -> bool:
+    return False
 
 
 class BatchWatchdog:
