@@ -61,6 +61,7 @@ _DB_NAMES = (b"jobs", b"index", b"meta", b"quarantine", b"moves")  # moves last
 _MIN_ROOM = 256 * 1024
 _MAX_ROOM = 4 * 1024 * 1024  # a commit that makes room waits for its zeros to be flushed
 _ZEROS = memoryview(bytes(_MIN_ROOM))
+_READ_IN_CHUNK = 1024 * 1024
 _FORMAT_KEY = b"format"
 _SERIALIZER_KEY = b"serializer"
 _logger = logging.getLogger(__name__)
@@ -184,6 +185,27 @@ class StoreEnvironment:
         finally:
             gate.leave()
         return self._run(operation, write=False)
+
+    def read_in(self) -> None:
+        """Read the data file through once, so that the operating system holds its pages
+        in memory before a read of most of them; costs about 1 ms per 10 MB when they are
+        in memory already."""
+        # The map, its readahead off for a scheduler's random reads, would wait for the
+        # disk at the first touch of each page: a first get_all_jobs of 100,000 jobs
+        # after the file left memory took 2.6 s, and 1.1 s read in first (ext4, virtio).
+        try:
+            fd = os.open(os.path.join(self.path, "data.mdb"), os.O_RDONLY)
+        except OSError:
+            return  # the read itself will meet the problem and say it
+        try:
+            buffer = [bytearray(_READ_IN_CHUNK)]
+            offset = 0
+            while read := os.preadv(fd, buffer, offset):
+                offset += read
+        except OSError as exc:
+            _logger.debug("Could not read %r in: %s", self.path, exc)
+        finally:
+            os.close(fd)
 
     def figures(self) -> MapFigures:
         """The map's size and use, and the id of the last commit."""

@@ -68,6 +68,8 @@ def scan(
     entry_of = cached.get
     found: list[T | Row] = []
     rows = 0
+    if limit is None and not start and 2 * len(cached) < txn.stat(jobs)["entries"]:
+        env.read_in()  # most records of the store are to be read
     with txn.cursor(env.index) as cursor:
         if not cursor.set_range(start):
             return found, rows

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -665,6 +666,48 @@ def test_the_data_file_keeps_written_room_so_that_most_commits_do_not_lengthen_i
     assert len(set(lengths)) <= 300 // 20
     assert ids(lmdb_store.get_all_jobs()) == [f"job-{number:03}" for number in range(300)]
     assert lmdb_store.check().ok
+
+
+def evict_from_page_cache(path: Path) -> None:
+    """Have the operating system drop the clean pages of ``path`` that no process maps
+    from its page cache, as it does under memory pressure or after a boot."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def major_page_faults() -> int:
+    """Page faults of this process that had to wait for the disk."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+@pytest.mark.parametrize("timezone", ["zoneinfo"], indirect=True)
+def test_a_read_of_every_job_takes_the_data_file_in_at_once_not_a_page_at_a_time(
+    tmp_path: Path, open_store: OpenStore, make_job: MakeJob
+) -> None:
+    """The map reads a page it lacks when it is first touched, one disk read each (the
+    store turns LMDB's readahead off, for a scheduler's random reads): a read of most of
+    the store's jobs reads its file in first, with large sequential reads."""
+    store = open_store(tmp_path / "jobs.lmdb", cache_size=0)  # every read decodes records
+    job_ids = [f"job-{number:04}" for number in range(3000)]
+    store.add_jobs(make_job(job_id, NOON, args=(bytes(500),)) for job_id in job_ids)
+    data = Path(store.path) / "data.mdb"
+
+    store.shutdown()
+    evict_from_page_cache(data)
+    before = major_page_faults()
+    assert all(store.lookup_job(job_id) for job_id in job_ids)  # each a read of its own
+    page_by_page = major_page_faults() - before
+    if page_by_page < 100:
+        pytest.skip(f"this file system keeps {data} in memory whatever the page cache drops")
+
+    store.shutdown()
+    evict_from_page_cache(data)
+    before = major_page_faults()
+    assert ids(store.get_all_jobs()) == job_ids
+    assert major_page_faults() - before < page_by_page / 10
 
 
 # -- add_jobs --------------------------------------------------------------------------------
