@@ -13,9 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_benchmarks(*arguments: str) -> subprocess.CompletedProcess[str]:
+def run_benchmarks(
+    *arguments: str, module: str = "benchmarks"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *arguments],
+        [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -55,3 +57,32 @@ def test_unknown_store_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "nosuchstore" in done.stderr
     assert not (tmp_path / "results.md").exists()
+
+
+def test_the_commit_floor_run_writes_its_table(tmp_path: Path) -> None:
+    pytest.importorskip("psutil", reason="the benchmark's own dependencies (extra: bench)")
+    out = tmp_path / "commit-floor.md"
+    done = run_benchmarks(
+        "--size", "50", "--budget", "0.01", "--out", str(out), module="benchmarks.commit_floor"
+    )
+    assert done.returncode == 0, done.stderr
+
+    table = out.read_text()
+    assert done.stdout == table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| disk floor of an LMDB commit (1 page, fdatasync, O_DSYNC meta)",
+        "| bare py-lmdb: a record and its index entry, one commit",
+        "| LMDBJobStore.add_job",
+        "| SQLAlchemyJobStore.add_job (SQLite)",
+    ]
+    assert rows[-1].endswith("| 1.00x |")
+
+
+def test_the_commit_floor_run_refuses_a_size_below_one(tmp_path: Path) -> None:
+    done = run_benchmarks(
+        "--size", "0", "--out", str(tmp_path / "floor.md"), module="benchmarks.commit_floor"
+    )
+    assert done.returncode == 2
+    assert "--size must be at least 1" in done.stderr
+    assert not (tmp_path / "floor.md").exists()
