@@ -2,11 +2,13 @@
 
 In one run, on one file system, at one N (100,000 by default), the median cost of:
 
-- the disk's floor for any LMDB commit: one 4 KiB page written and ``fdatasync``, then a
-  120-byte ``O_DSYNC`` write (LMDB's meta page), in a file as long as the store's;
-- a bare py-lmdb commit of an add: an environment holding the N records LMDBJobStore wrote
-  for the plan's jobs and their index entries, opened as the store opens it, written room
-  past its pages, and one transaction putting a record and its index entry;
+- commits as LMDB makes them, in a file as long as the store's: 4 KiB pages written (one
+  or nine at random places, or nine adjacent), ``fdatasync``, then a 120-byte ``O_DSYNC``
+  write (LMDB's meta page);
+- a bare py-lmdb commit of an add: an environment opened as the store opens it, holding
+  the N records LMDBJobStore wrote for the plan's jobs (under random ids as long as
+  theirs) and their index entries, with written room past its pages; one transaction
+  puts one of those records under a new id, and its index entry;
 - ``LMDBJobStore.add_job`` and ``SQLAlchemyJobStore.add_job`` (SQLite), their stores
   holding the plan's N jobs;
 
@@ -46,8 +48,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "commit-floor.md"
 Case = tuple[str, list[float]]
 
 
-def disk_floor(directory: Path, length: int, budget: Budget) -> list[float]:
-    """Commits of one page at random places in a file of ``length`` bytes."""
+def disk_floor(directory: Path, length: int, budget: Budget) -> list[Case]:
+    """Commits as LMDB makes them, in a file of ``length`` bytes: pages written (one or
+    nine at random places, or nine adjacent), ``fdatasync``, then a 120-byte
+    ``O_DSYNC`` write of a meta page."""
     path = directory / "floor.dat"
     with open(path, "wb") as file:  # written, not sparse: no write allocates a block
         for _ in range(0, length, 1024 * 1024):
@@ -55,16 +59,34 @@ def disk_floor(directory: Path, length: int, budget: Budget) -> list[float]:
         os.fsync(file.fileno())
     data = os.open(path, os.O_RDWR)
     meta = os.open(path, os.O_RDWR | os.O_DSYNC)
-    page, head, pages = os.urandom(PAGE), os.urandom(120), length // PAGE
+    head, pages, block = os.urandom(120), length // PAGE - 16, os.urandom(9 * PAGE)
     rng = random.Random(1)
 
-    def commit(_: object) -> None:
-        os.pwrite(data, page, rng.randrange(2, pages) * PAGE)
-        os.fdatasync(data)
-        os.pwrite(meta, head, rng.choice((16, PAGE + 16)))
+    def commit(count: int, adjacent: bool) -> Callable[[object], None]:
+        def write(_: object) -> None:
+            if adjacent:
+                os.pwrite(data, block[: count * PAGE], rng.randrange(2, pages) * PAGE)
+            else:
+                for page in sorted(rng.sample(range(2, pages), count)):
+                    os.pwrite(data, block[:PAGE], page * PAGE)
+            os.fdatasync(data)
+            os.pwrite(meta, head, rng.choice((16, PAGE + 16)))
 
+        return write
+
+    kinds = (
+        ("1 page", 1, False),
+        ("9 pages all over it", 9, False),
+        ("9 adjacent pages", 9, True),
+    )
     try:
-        return time_calls(commit, [None] * ADDS, budget)[0]
+        return [
+            (
+                f"disk: {label}, fdatasync, a 120-byte O_DSYNC write",
+                time_calls(commit(count, adjacent), [None] * ADDS, budget)[0],
+            )
+            for label, count, adjacent in kinds
+        ]
     finally:
         os.close(data)
         os.close(meta)
@@ -133,10 +155,7 @@ def measure(size: int, budget: Budget) -> list[Case]:
         bare, length = bare_lmdb(directory, ours, budget)
         theirs = sqlite_store(directory, plan.jobs(scheduler, now))
         cases = [
-            (
-                "disk floor of an LMDB commit (1 page, fdatasync, O_DSYNC meta)",
-                disk_floor(directory, length, budget),
-            ),
+            *disk_floor(directory, length, budget),
             ("bare py-lmdb: a record and its index entry, one commit", bare),
             ("LMDBJobStore.add_job", _adds(ours, plan, scheduler, now, budget)),
             ("SQLAlchemyJobStore.add_job (SQLite)", _adds(theirs, plan, scheduler, now, budget)),

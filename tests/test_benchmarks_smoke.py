@@ -71,7 +71,9 @@ def test_the_commit_floor_run_writes_its_table(tmp_path: Path) -> None:
     assert done.stdout == table
     rows = [line for line in table.splitlines() if line.startswith("| ") and "µs" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| disk floor of an LMDB commit (1 page, fdatasync, O_DSYNC meta)",
+        "| disk: 1 page, fdatasync, a 120-byte O_DSYNC write",
+        "| disk: 9 pages all over it, fdatasync, a 120-byte O_DSYNC write",
+        "| disk: 9 adjacent pages, fdatasync, a 120-byte O_DSYNC write",
         "| bare py-lmdb: a record and its index entry, one commit",
         "| LMDBJobStore.add_job",
         "| SQLAlchemyJobStore.add_job (SQLite)",
