@@ -1,5 +1,7 @@
-"""A cache of decoded job states, so that a record unchanged since this process last read
-or wrote it is not unpickled (nor, when only its run time changed, pickled) again.
+"""A cache of decoded job states, so that a record unchanged since this process wrote it
+or read it is not unpickled (nor, when only its run time changed, pickled) again. A record
+only read is kept from its second read on, unless it is read as due (see
+:meth:`StateCache.read_before`).
 
 An entry is valid for one record stamp only: a reader compares it with the stamp of the
 record it just read in its own transaction, so a write by any process is never missed.
@@ -344,6 +346,8 @@ class StateCache:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: dict[bytes, CachedState] = {}
+        self._read_once: dict[bytes, bytes] = {}
+        """The stamps of records read once and not kept yet, by encoded id."""
         self._seen: tuple[int, dict[bytes, tuple[CachedState, bytes]]] = (-1, {})
         """The commit that reads found the entries of these jobs current at, and their
         moves (see :meth:`seen`)."""
@@ -365,6 +369,21 @@ class StateCache:
         for name in entry.path:
             named = getattr(named, name, None)
         return entry if named is entry.func else None
+
+    def read_before(self, id_key: bytes, stamp: bytes) -> bool:
+        """Whether the record stamped ``stamp`` of ``id_key`` was read before (since this
+        was last asked of it); it is noted as read now.
+
+        What a lookup or a listing of all jobs decodes is kept from its second read on: a
+        record read once is often never read again, and keeping it costs a third of
+        its decoding, and some 2 KB."""
+        once = self._read_once
+        if once.pop(id_key, None) == stamp:
+            return True
+        if len(once) >= self.capacity:
+            once.clear()
+        once[id_key] = stamp
+        return False
 
     def seen(self, commit: int, id_key: bytes) -> tuple[CachedState, bytes] | None:
         """The entry and the move of ``id_key``, if a read of the store as of commit
@@ -413,4 +432,5 @@ class StateCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._read_once.clear()
         self.forget_seen()

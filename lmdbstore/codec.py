@@ -65,7 +65,7 @@ class EncodedJob(NamedTuple):
 
 class JobCodec:
     """Serializes jobs into records and rebuilds them, keeping the decoded states of the
-    records this process last read or wrote (``cache_size`` of them).
+    records this process wrote or read (``cache_size`` of them; see :meth:`decode`).
 
     :param path: the store's path, for error messages
     """
@@ -158,13 +158,18 @@ class JobCodec:
         return job
 
     def restore_all(
-        self, found: Sequence[Job | Row], scheduler: Any, alias: str | None
+        self,
+        found: Sequence[Job | Row],
+        scheduler: Any,
+        alias: str | None,
+        at_once: bool = True,
     ) -> tuple[list[Job], list[tuple[bytes, bytes, bytes, Exception]]]:
         """Rebuild the jobs of ``found`` (of :func:`~.table.scan`: jobs built from the
         cache, and rows) in order, each owned by ``scheduler`` under ``alias``, by decoding
-        the record of each row; return them and the rows that failed, with why. Rows of a
-        read of more jobs than the cache holds are not kept: they would only push out of it
-        the jobs a scheduler reads again and again."""
+        the record of each row; return them and the rows that failed, with why. The cache
+        keeps what it decodes at once, or only on a second read unless ``at_once`` (see
+        :meth:`decode`); but not the rows of a read of more jobs than it holds: they would
+        only push out of it the jobs a scheduler reads again and again."""
         jobs = []
         failed = []
         keep = len(found) <= self.cache.capacity
@@ -175,7 +180,7 @@ class JobCodec:
             id_key, _run_key, _stamp, move, record = item
             data = b"" if record is None else record  # no record: it fails to decode
             try:
-                job = self.decode(id_key, data, keep)
+                job = self.decode(id_key, data, keep, at_once)
                 if move:
                     job.next_run_time = move_run_time(move)
             except Exception as exc:
@@ -187,9 +192,10 @@ class JobCodec:
             jobs.append(job)
         return jobs, failed
 
-    def decode(self, id_key: bytes, data: bytes, keep: bool = True) -> Job:
+    def decode(self, id_key: bytes, data: bytes, keep: bool = True, at_once: bool = True) -> Job:
         """Rebuild the job of record ``data`` (as its record has it, not moved), and keep
-        its decoded state in the cache unless ``keep`` is false.
+        its decoded state in the cache unless ``keep`` is false: at once, or if not
+        ``at_once``, when this process reads that record for the second time.
 
         :raises Exception: as :meth:`restore`
         """
@@ -203,9 +209,10 @@ class JobCodec:
         if isinstance(parts, dict):
             return serializer.build_job({**parts, "next_run_time": next_run_time})
         found = self._references.resolve(parts[1])
-        if keep and self.cache.capacity:
+        cache = self.cache
+        if keep and cache.capacity and (at_once or cache.read_before(id_key, stamp)):
             entry = cache_entry(stamp, body, parts, next_run_time, found)
             if entry is not None:
-                self.cache.put(id_key, entry)
+                cache.put(id_key, entry)
                 return build_job(entry)
         return job_of_parts(parts, found[0], next_run_time)  # nobody else has these parts

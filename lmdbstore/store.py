@@ -80,8 +80,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
     :param readonly: open the store for reading only; writes raise
         :class:`~lmdbstore.ReadOnlyStoreError`
     :param cache_size: how many decoded jobs to keep in memory, so that a job unchanged
-        since this process last read or wrote it is not unpickled again (0: none); each
-        takes about as much memory as the job itself
+        since this process wrote it, took it as due, or read it a second time is not
+        unpickled again (0: none); each takes about as much memory as the job itself
     :param group_commit: commit the writes of each scheduler wakeup together
     :param lease: seconds for which a scheduler's wakeup holds the jobs it takes, so that
         several schedulers (in several processes) can share the store and each run time
@@ -266,7 +266,10 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
             return None
         cached, data, move = found
         try:
-            job = build_job(cached) if cached is not None else self._codec.decode(id_key, data)
+            if cached is not None:
+                job = build_job(cached)
+            else:
+                job = self._codec.decode(id_key, data, at_once=False)
         except Exception:  # decoded again to be quarantined, as in a scan
             jobs = self._restore_jobs(([(id_key, b"", record_stamp(data), move, data)], 1))
             return jobs[0] if jobs else None
@@ -398,7 +401,8 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_all_jobs(self) -> list[Job]:
         self._flush()
-        return self._restore_jobs(self._env.read(lambda txn: self._scan(txn, b"", None)))
+        found = self._env.read(lambda txn: self._scan(txn, b"", None))
+        return self._restore_jobs(found, at_once=False)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -576,13 +580,14 @@ class LMDBJobStore(BaseJobStore):  # type: ignore[misc]
         job._jobstore_alias = self._alias
         return job
 
-    def _restore_jobs(self, found: Scan) -> list[Job]:
-        """The jobs ``found`` by :meth:`_scan`, those of its rows rebuilt; quarantine those
-        that cannot be rebuilt."""
+    def _restore_jobs(self, found: Scan, at_once: bool = True) -> list[Job]:
+        """The jobs ``found`` by :meth:`_scan`, those of its rows rebuilt (their decoded
+        states kept at once, or on a second read: see ``JobCodec.decode``); quarantine
+        those that cannot be rebuilt."""
         items, rows = found
         if not rows:
             return cast(list[Job], items)
-        jobs, failed = self._codec.restore_all(items, self._scheduler, self._alias)
+        jobs, failed = self._codec.restore_all(items, self._scheduler, self._alias, at_once)
         if not failed:
             return jobs
         if self.readonly:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,7 @@ def test_a_scan_of_more_jobs_than_the_cache_holds_leaves_the_cached_jobs_cached(
     store.start(scheduler, "store")
     ids = [f"job-{number:02}" for number in range(20)]
     store.add_jobs([make_job(job_id, datetime(2030, 1, 1)) for job_id in ids])
-    for job_id in ids[:3]:
+    for job_id in ids[:3] * 2:  # read again and again: kept from the second read on
         store.lookup_job(job_id)
 
     def cached() -> set[str]:
@@ -272,6 +272,51 @@ def test_a_scan_of_more_jobs_than_the_cache_holds_leaves_the_cached_jobs_cached(
     assert len(store.get_all_jobs()) == 20
 
     assert cached() == before
+
+
+READS: dict[str, Callable[[LMDBJobStore], object]] = {
+    "lookup_job": lambda store: store.lookup_job("job"),
+    "get_all_jobs": lambda store: store.get_all_jobs(),
+    "get_due_jobs": lambda store: store.get_due_jobs(datetime.now(timezone.utc)),
+}
+
+
+@pytest.mark.parametrize(
+    ("read", "decoded"),
+    [("lookup_job", [1, 2, 2, 2]), ("get_all_jobs", [1, 2, 2, 2]), ("get_due_jobs", [1, 1, 1, 1])],
+)
+def test_a_lookup_or_a_listing_keeps_what_it_reads_from_its_second_read_on(
+    tmp_path: Path,
+    scheduler: object,
+    make_job: Callable[..., Job],
+    monkeypatch: pytest.MonkeyPatch,
+    read: str,
+    decoded: list[int],
+) -> None:
+    """A record read once is often never read again: a lookup or a listing of all jobs
+    keeps it decoded only from its second read on. Due jobs are kept at once: a wakeup
+    writes them back, and a job kept is moved to its next run time, not rewritten."""
+    writer = LMDBJobStore(tmp_path / "jobs.lmdb")
+    writer.add_job(make_job("job", datetime(2001, 1, 1)))
+    reader = LMDBJobStore(writer.path)  # its own cache: it has read nothing yet
+    reader.start(scheduler, "store")
+    decodes = []
+    load_parts = reader.serializer.load_parts
+
+    def counted(body: bytes) -> Any:
+        decodes.append(body)
+        return load_parts(body)
+
+    monkeypatch.setattr(reader.serializer, "load_parts", counted)
+
+    found = []
+    for _ in decoded:
+        READS[read](reader)
+        found.append(len(decodes))
+
+    assert found == decoded
+    reader.shutdown()
+    writer.shutdown()
 
 
 def test_a_callable_removed_since_a_lookup_is_noticed_by_the_next_one(
