@@ -98,11 +98,14 @@ def directory_bytes(store: BaseJobStore, location: str) -> int:
 
 
 def redis_snapshot_bytes(store: BaseJobStore, location: str) -> int:
-    """The size of the snapshot (RDB file) Redis writes on ``SAVE``."""
-    client = store.redis
-    client.save()
-    directory = client.config_get("dir")["dir"]
-    filename = client.config_get("dbfilename")["dbfilename"]
+    """The size of the snapshot (RDB file) Redis writes on ``SAVE``, however long it takes."""
+    from redis import Redis
+
+    host, port, _ = location.split(":")
+    with Redis(host=host, port=int(port), socket_timeout=None) as client:
+        client.save()
+        directory = client.config_get("dir")["dir"]
+        filename = client.config_get("dbfilename")["dbfilename"]
     return os.stat(os.path.join(directory, filename)).st_size
 
 
