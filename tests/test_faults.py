@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from typing import Any
 
 import lmdb
 import pytest
+import stress
 from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.schedulers.background import BackgroundScheduler
 from stress import run
@@ -41,6 +43,7 @@ from stress.workload import (
     random_run_time,
 )
 
+import lmdbstore
 from lmdbstore import (
     FORMAT_VERSION,
     JobSerializationError,
@@ -105,7 +108,22 @@ def _drop_privileges() -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("needs util-linux's setpriv to run a process as nobody")
+    stress_code = Path(stress.__file__).parent
+    for code in (stress_code.parent, stress_code, Path(lmdbstore.__file__).parent):
+        closed = _closed_to_others(code)
+        if closed is not None:
+            pytest.skip(f"nobody cannot read the code the probe runs: {closed} is closed to it")
     return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def _closed_to_others(directory: Path) -> Path | None:
+    """The first of ``directory`` and the directories above it that a user other than
+    its owner and group cannot enter (or, for ``directory``, list), if any."""
+    for path in (directory, *directory.parents):
+        needed = stat.S_IXOTH | (stat.S_IROTH if path == directory else 0)
+        if path.stat().st_mode & needed != needed:
+            return path
+    return None
 
 
 # -- bad jobs --------------------------------------------------------------------------
